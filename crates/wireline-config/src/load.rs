@@ -1,0 +1,350 @@
+//! Loading `wireline.toml`: one pass that finds as many problems as it can, each located.
+//!
+//! Order matters for the quality of the errors: a TOML syntax error stops everything (nothing
+//! below it can be trusted); the credential scan runs on the raw document, so a pasted key is
+//! reported even when the file has other errors; then the typed model, the cross-reference
+//! checks, and last the secret references, which are only resolved for an otherwise valid
+//! file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::model::Config;
+use crate::secret::{self, Env};
+use crate::{scan, validate};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The config cannot be used as it is.
+    Error,
+    /// The config works, but probably not as intended.
+    Warning,
+}
+
+/// One problem in a config, located and with its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file the problem is in (the config, or its `.env`).
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem is the file as a whole.
+    pub line: usize,
+    /// 1-based column (in characters); 0 when the problem is the file as a whole.
+    pub column: usize,
+    /// Where in the config, e.g. `services.stripe.auth.bearer`; empty for the file as a whole.
+    pub key_path: String,
+    /// The cause and the fix, one line, never a secret value.
+    pub message: String,
+}
+
+impl Finding {
+    /// Whether the finding makes the config unusable.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, ": {severity}: ")?;
+        if !self.key_path.is_empty() {
+            write!(f, "{}: ", self.key_path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A valid config, its secrets resolved.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The model.
+    pub config: Config,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The folder relative paths (storage, `${file:...}`, `.env`) are resolved against.
+    pub base_dir: PathBuf,
+    /// Findings that do not stop the config from working.
+    pub warnings: Vec<Finding>,
+}
+
+impl Loaded {
+    /// The storage path, resolved against the config's folder.
+    pub fn storage_path(&self) -> PathBuf {
+        self.base_dir.join(&self.config.storage.path)
+    }
+}
+
+/// Reads, validates and resolves the config at `path`. On failure, every finding (errors and
+/// warnings) in file order.
+pub fn load(path: &Path, env: &Env) -> Result<Loaded, Vec<Finding>> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        vec![whole_file(
+            path,
+            format!(
+                "cannot read the config ({error}); check the path, or create one with `wireline init`"
+            ),
+        )]
+    })?;
+    load_str(&text, path, env)
+}
+
+/// Like [`load`], for a config already in memory; `path` names it in messages and anchors
+/// relative paths.
+pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Finding>> {
+    let base_dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let document = DeTable::parse(text).map_err(|error| {
+        vec![located(
+            path,
+            text,
+            error.span().unwrap_or(0..0),
+            String::new(),
+            Severity::Error,
+            one_line(error.message()),
+        )]
+    })?;
+    let locate = |key_path: String, severity: Severity, message: String| {
+        let span = span_of(&document, &key_path);
+        located(path, text, span, key_path, severity, message)
+    };
+
+    let mut findings: Vec<Finding> = scan::credentials(&document)
+        .into_iter()
+        .map(|(key_path, message)| locate(key_path, Severity::Error, message))
+        .collect();
+
+    let deserializer = toml::Deserializer::from(document.clone());
+    let mut config: Config = match serde_path_to_error::deserialize(deserializer) {
+        Ok(config) => config,
+        Err(error) => {
+            let key_path = render_path(error.path());
+            let span = error.inner().span().unwrap_or_else(|| span_of(&document, &key_path));
+            let message = with_fix(error.inner().message());
+            // A pasted credential is already reported at this key, with the better message.
+            if !findings.iter().any(|finding| finding.key_path == key_path) {
+                findings.push(located(path, text, span, key_path, Severity::Error, message));
+            }
+            return Err(sorted(findings));
+        }
+    };
+
+    findings.extend(
+        validate::config(&config)
+            .into_iter()
+            .map(|(key_path, severity, message)| locate(key_path, severity, message)),
+    );
+    if findings.iter().any(Finding::is_error) {
+        return Err(sorted(findings));
+    }
+
+    let dotenv = read_dotenv(&base_dir.join(".env")).map_err(|finding| vec![finding])?;
+    for (key_path, secret) in config.secrets_mut() {
+        match secret::resolve(secret.source(), env, &dotenv, &base_dir) {
+            Ok(value) => secret.set_value(value),
+            Err(message) => findings.push(locate(key_path, Severity::Error, message)),
+        }
+    }
+    if findings.iter().any(Finding::is_error) {
+        return Err(sorted(findings));
+    }
+    Ok(Loaded {
+        config,
+        path: path.to_path_buf(),
+        base_dir,
+        warnings: sorted(findings),
+    })
+}
+
+fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by(|a, b| (a.line, a.column, a.severity).cmp(&(b.line, b.column, b.severity)));
+    findings
+}
+
+fn whole_file(path: &Path, message: String) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key_path: String::new(),
+        message,
+    }
+}
+
+fn located(
+    path: &Path,
+    text: &str,
+    span: Range<usize>,
+    key_path: String,
+    severity: Severity,
+    message: String,
+) -> Finding {
+    let (line, column) = line_column(text, span.start);
+    Finding {
+        severity,
+        file: path.to_path_buf(),
+        line,
+        column,
+        key_path,
+        message,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Serde's messages say what is wrong; this adds how to fix it.
+fn with_fix(message: &str) -> String {
+    let message = one_line(message);
+    let fix = if message.starts_with("unknown field") {
+        "; remove the key or fix its spelling (`wireline schema` lists every key)"
+    } else if message.starts_with("missing field") {
+        "; add it (docs/configuration.md describes every key)"
+    } else if message.starts_with("invalid type") {
+        "; write the value with the type expected (docs/configuration.md)"
+    } else if message.starts_with("unknown variant") {
+        "; use one of the values listed"
+    } else {
+        ""
+    };
+    format!("{message}{fix}")
+}
+
+fn read_dotenv(path: &Path) -> Result<BTreeMap<String, String>, Finding> {
+    let mut vars = BTreeMap::new();
+    let items = match dotenvy::from_path_iter(path) {
+        Ok(items) => items,
+        Err(dotenvy::Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(vars);
+        }
+        Err(error) => return Err(dotenv_error(path, &error)),
+    };
+    for item in items {
+        let (name, value) = item.map_err(|error| dotenv_error(path, &error))?;
+        vars.insert(name, value);
+    }
+    Ok(vars)
+}
+
+fn dotenv_error(path: &Path, error: &dotenvy::Error) -> Finding {
+    // dotenvy's parse errors quote the offending line, which may hold a secret: say only where.
+    let message = match error {
+        dotenvy::Error::LineParse(_, index) => format!(
+            "cannot parse .env near character {index}; write one NAME=value per line"
+        ),
+        dotenvy::Error::Io(io) => format!("cannot read .env ({io}); fix its permissions or remove it"),
+        _ => "cannot read .env; write one NAME=value per line".to_owned(),
+    };
+    whole_file(path, message)
+}
+
+/// A key path rendered the way users write it: `services.stripe.auth.bearer`, `subscriptions[0].url`.
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn parse_path(key_path: &str) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    for part in key_path.split('.').filter(|part| !part.is_empty()) {
+        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            steps.push(Step::Key(key));
+        }
+        for index in indices.split('[') {
+            if let Ok(index) = index.trim_end_matches(']').parse() {
+                steps.push(Step::Index(index));
+            }
+        }
+    }
+    steps
+}
+
+/// The span of the deepest part of `key_path` present in the document.
+pub(crate) fn span_of(document: &Spanned<DeTable<'_>>, key_path: &str) -> Range<usize> {
+    let mut span = document.span();
+    let mut current: Option<&DeValue<'_>> = None;
+    let mut table = Some(document.get_ref());
+    for step in parse_path(key_path) {
+        let next = match (step, table, current) {
+            (Step::Key(key), Some(table), _) => table
+                .iter()
+                .find(|(name, _)| name.get_ref().as_ref() == key)
+                .map(|(_, value)| value),
+            (Step::Index(index), _, Some(DeValue::Array(items))) => items.get(index),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        span = next.span();
+        current = Some(next.get_ref());
+        table = match next.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            _ => None,
+        };
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        assert_eq!(line_column(text, text.rfind('=').unwrap_or(0)), (2, 4));
+    }
+}

@@ -1,0 +1,520 @@
+//! The typed model of `wireline.toml`.
+//!
+//! Strict on purpose: every table denies unknown keys (a typo is an error, not a silently
+//! ignored setting), every value with a unit carries it (`"30s"`, `"100/s"`, `"1MiB"`), and
+//! every field's doc comment is what `wireline schema` and `docs/configuration.md` show.
+//! Sections that later features fill in (webhook, poll, operations, triggers, environments)
+//! already have their place and their key names; keys are added beside them, never renamed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use wireline_core::{Duration, Rate, Size, TypeGlob};
+
+use crate::secret::Secret;
+
+/// A Wireline configuration: the server, its storage, the agents that call it, the services it
+/// connects them to, and how events reach the agents.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "wireline.toml")]
+pub struct Config {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: Server,
+    /// Where events and state are stored.
+    #[serde(default)]
+    pub storage: Storage,
+    /// The agents that may call Wireline, by name (lower-case letters, digits, `-`, `_`).
+    #[serde(default)]
+    pub agents: BTreeMap<String, Agent>,
+    /// The services Wireline connects agents to, by name (`stripe`, `slack`, ...).
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Which agent receives which events, by push (a signed POST to `url`) or pull.
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+    /// Rules that derive new events from patterns in the log.
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    /// Environment profiles (`dev`, `staging`, `prod`) with their own guards.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// `[server]`: the one listener for hooks, proxy, agent API, health and metrics.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address and port to listen on. Keep it on loopback unless a proxy with TLS is in front.
+    #[serde(default = "default_listen")]
+    #[schemars(with = "String", example = "127.0.0.1:7480")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger requests get 413.
+    #[serde(default = "default_body_limit")]
+    pub body_limit: Size,
+    /// How long a shutdown waits for in-flight requests before it stops anyway.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7480))
+}
+fn default_body_limit() -> Size {
+    Size::from_bytes(1 << 20)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            body_limit: default_body_limit(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// `[storage]`: the embedded store for the event log and state.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// SQLite database file, relative to the config file's folder. Created if missing.
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("wireline.db")
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            path: default_storage_path(),
+        }
+    }
+}
+
+/// `[agents.NAME]`: one agent's credential to Wireline and what it may do.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// The agent's own bearer token to Wireline, as a secret reference.
+    pub token: Secret,
+    /// What the agent may do: `SERVICE:read` (GET/HEAD), `SERVICE:write` (other methods),
+    /// `SERVICE:OPERATION` (one named operation), `events:read`, `events:write`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// What the agent is for, for the architecture document.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[services.NAME]`: one upstream service, how to authenticate to it, and its policies.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The service's API root; the only host agents can reach through this service. `https://`,
+    /// or `http://` on loopback (mocks, tests).
+    pub base_url: String,
+    /// What the service is, for the architecture document.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How Wireline authenticates to the service. Leave out for services without auth.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// Deadline for one attempt of an outbound call.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Most calls per window Wireline makes to the service (all agents together).
+    #[serde(default)]
+    pub rate_limit: Option<Rate>,
+    /// How failed calls are retried.
+    #[serde(default)]
+    pub retry: Retry,
+    /// When to stop calling a failing service for a while.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+    /// Events the service pushes to `POST /hooks/NAME`.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+    /// Scheduled, cursor-based pulling of the service's changes.
+    #[serde(default)]
+    pub poll: Option<Poll>,
+    /// Named operations agents can invoke (`POST /v1/operations/NAME/OP`).
+    #[serde(default)]
+    pub operations: BTreeMap<String, Operation>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How Wireline authenticates to a service; exactly one of `bearer`, `basic`, `header` with
+/// `value`, `query` with `value`, or `oauth2`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(try_from = "AuthFields")]
+#[schemars(with = "AuthFields")]
+pub enum Auth {
+    /// `Authorization: Bearer <secret>`.
+    Bearer(Secret),
+    /// HTTP basic authentication.
+    Basic(BasicAuth),
+    /// A custom header carrying the secret.
+    Header {
+        /// The header name, e.g. `X-Api-Key`.
+        name: String,
+        /// The header value.
+        value: Secret,
+    },
+    /// A query parameter carrying the secret.
+    Query {
+        /// The parameter name, e.g. `api_key`.
+        name: String,
+        /// The parameter value.
+        value: Secret,
+    },
+    /// OAuth 2.0 toward the service.
+    OAuth2(OAuth2),
+}
+
+/// The keys of an `auth = { ... }` table, as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFields {
+    /// A bearer token: `auth = { bearer = "${env:STRIPE_SECRET_KEY}" }`.
+    #[serde(default)]
+    pub bearer: Option<Secret>,
+    /// Basic authentication: `auth = { basic = { username = "api", password = "${env:...}" } }`.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// A header name; with `value`: `auth = { header = "X-Api-Key", value = "${env:...}" }`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A query parameter name; with `value`: `auth = { query = "api_key", value = "${env:...}" }`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The secret for `header` or `query`.
+    #[serde(default)]
+    pub value: Option<Secret>,
+    /// OAuth 2.0: `auth = { oauth2 = { token_url = ..., client_id = ..., client_secret = ... } }`.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2>,
+}
+
+impl TryFrom<AuthFields> for Auth {
+    type Error = String;
+
+    fn try_from(fields: AuthFields) -> Result<Self, Self::Error> {
+        const HOW: &str = "write exactly one of { bearer = ... }, { basic = { username, password } }, { header = NAME, value = ... }, { query = NAME, value = ... }, { oauth2 = { ... } }";
+        let AuthFields {
+            bearer,
+            basic,
+            header,
+            query,
+            value,
+            oauth2,
+        } = fields;
+        match (bearer, basic, header, query, value, oauth2) {
+            (Some(secret), None, None, None, None, None) => Ok(Self::Bearer(secret)),
+            (None, Some(basic), None, None, None, None) => Ok(Self::Basic(basic)),
+            (None, None, Some(name), None, Some(value), None) => Ok(Self::Header { name, value }),
+            (None, None, None, Some(name), Some(value), None) => Ok(Self::Query { name, value }),
+            (None, None, Some(_), None, None, None) | (None, None, None, Some(_), None, None) => {
+                Err(format!("`header` and `query` need a `value` with the secret; {HOW}"))
+            }
+            (None, None, None, None, None, Some(oauth2)) => Ok(Self::OAuth2(oauth2)),
+            (None, None, None, None, None, None) => Err(format!("auth is empty; {HOW}")),
+            _ => Err(format!("auth mixes several methods; {HOW}")),
+        }
+    }
+}
+
+/// HTTP basic authentication.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name (not secret).
+    pub username: String,
+    /// The password, as a secret reference.
+    pub password: Secret,
+}
+
+/// OAuth 2.0 toward an upstream service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    /// The provider's token endpoint.
+    pub token_url: String,
+    /// The client id (not secret).
+    pub client_id: String,
+    /// The client secret, as a secret reference.
+    pub client_secret: Secret,
+    /// Scopes to request; keep them to what the operations need.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How tokens are obtained.
+    #[serde(default)]
+    pub grant: Grant,
+    /// The refresh token, for `grant = "refresh_token"`.
+    #[serde(default)]
+    pub refresh_token: Option<Secret>,
+}
+
+/// The OAuth 2.0 grant Wireline uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// Client credentials: the client id and secret buy a token.
+    #[default]
+    ClientCredentials,
+    /// A refresh token buys access tokens (and maybe a new refresh token).
+    RefreshToken,
+}
+
+/// Retry policy for failed calls. Only idempotent requests, or requests with an idempotency key,
+/// are retried.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Most attempts in all, the first included.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The first backoff cap; each further cap doubles (1s, 2s, 4s, 8s), with full jitter.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    /// No single wait is longer than this, `Retry-After` included.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Duration,
+    /// One deadline over all attempts and waits.
+    #[serde(default = "default_deadline")]
+    pub deadline: Duration,
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_wait: default_max_wait(),
+            deadline: default_deadline(),
+        }
+    }
+}
+
+/// Circuit breaker: after `failures` consecutive failures (connection errors, timeouts, 5xx;
+/// never 4xx or 429) calls are refused at once for `open_for`, then one probe decides.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the breaker.
+    #[serde(default = "default_failures")]
+    pub failures: u32,
+    /// How long the breaker stays open before one probe is let through.
+    #[serde(default = "default_open_for")]
+    pub open_for: Duration,
+}
+
+fn default_failures() -> u32 {
+    5
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            failures: default_failures(),
+            open_for: default_open_for(),
+        }
+    }
+}
+
+/// `[services.NAME.webhook]`: how pushes from the service are verified.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// The provider's signature scheme.
+    pub scheme: WebhookScheme,
+    /// The signing secret, as a secret reference.
+    pub secret: Secret,
+    /// How old a signed timestamp may be before the delivery is refused as a replay.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: Duration,
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Webhook signature schemes Wireline verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookScheme {
+    /// `Stripe-Signature` (timestamped HMAC-SHA256).
+    Stripe,
+    /// `X-Hub-Signature-256` (HMAC-SHA256).
+    Github,
+    /// `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256).
+    Shopify,
+    /// `X-Slack-Signature` (v0, timestamped HMAC-SHA256).
+    Slack,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    Standard,
+    /// A generic HMAC-SHA256 of the body in a header.
+    Hmac,
+}
+
+/// `[services.NAME.poll]`: scheduled pulling of changes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Poll {
+    /// A built-in recipe for the service's list endpoint (`stripe-events`, `github-events`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// How often to poll.
+    #[serde(default = "default_every")]
+    pub every: Duration,
+    /// With a webhook configured: poll to catch what the webhooks missed (the hybrid pattern).
+    #[serde(default)]
+    pub reconcile: bool,
+}
+
+fn default_every() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+/// `[services.NAME.operations.OP]`: a named call agents can make.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path below `base_url`, with `{param}` placeholders, e.g. `/v1/customers/{id}`.
+    pub path: String,
+    /// What the operation does, for agents choosing a tool.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Whether repeating the call is harmless; defaults to true for GET, HEAD, PUT and DELETE.
+    #[serde(default)]
+    pub idempotent: Option<bool>,
+}
+
+/// HTTP methods for named operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+/// `[[subscriptions]]`: events an agent receives.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// The agent (a key of `[agents]`).
+    pub agent: String,
+    /// Event type patterns, e.g. `["stripe.payment_intent.*"]`.
+    pub events: Vec<TypeGlob>,
+    /// Where to push events (signed with Standard Webhooks headers). Leave out for pull only.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The Standard Webhooks signing secret for pushes (`whsec_...`), as a secret reference.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+}
+
+/// `[[triggers]]`: a rule that derives a new event from patterns in the log.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The rule's name, unique.
+    pub name: String,
+    /// The type of the event the rule emits, e.g. `user.no_login_7d`.
+    pub emit: String,
+    /// What the rule is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[environments.NAME]`: a profile (dev, staging, prod) with its own guards.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Whether this is production (live keys are refused anywhere else).
+    #[serde(default)]
+    pub production: bool,
+    /// What the environment is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl Config {
+    /// Every secret in the config with its key path, for resolution and audit.
+    pub fn secrets_mut(&mut self) -> Vec<(String, &mut Secret)> {
+        let mut found = Vec::new();
+        for (name, agent) in &mut self.agents {
+            found.push((format!("agents.{name}.token"), &mut agent.token));
+        }
+        for (name, service) in &mut self.services {
+            if let Some(auth) = &mut service.auth {
+                let at = format!("services.{name}.auth");
+                match auth {
+                    Auth::Bearer(secret) => found.push((format!("{at}.bearer"), secret)),
+                    Auth::Basic(basic) => {
+                        found.push((format!("{at}.basic.password"), &mut basic.password))
+                    }
+                    Auth::Header { value, .. } | Auth::Query { value, .. } => {
+                        found.push((format!("{at}.value"), value))
+                    }
+                    Auth::OAuth2(oauth2) => {
+                        found.push((format!("{at}.oauth2.client_secret"), &mut oauth2.client_secret));
+                        if let Some(refresh) = &mut oauth2.refresh_token {
+                            found.push((format!("{at}.oauth2.refresh_token"), refresh));
+                        }
+                    }
+                }
+            }
+            if let Some(webhook) = &mut service.webhook {
+                found.push((format!("services.{name}.webhook.secret"), &mut webhook.secret));
+            }
+        }
+        for (index, subscription) in self.subscriptions.iter_mut().enumerate() {
+            if let Some(secret) = &mut subscription.secret {
+                found.push((format!("subscriptions[{index}].secret"), secret));
+            }
+        }
+        found
+    }
+}

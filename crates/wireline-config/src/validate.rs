@@ -1,0 +1,253 @@
+//! Cross-reference checks the types alone cannot express: names, scopes that point at real
+//! services and operations, subscriptions that point at real agents, URLs Wireline may call.
+//!
+//! Each check returns `(key path, severity, message)`; the loader turns the key path into a
+//! file position. Later features add their lints here, one function per area.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::load::Severity;
+use crate::model::{Config, Service};
+
+type Found = Vec<(String, Severity, String)>;
+
+/// Every finding for a deserialized config.
+pub(crate) fn config(config: &Config) -> Found {
+    let mut found = Found::new();
+    names(config, &mut found);
+    for (name, service) in &config.services {
+        service_checks(name, service, &mut found);
+    }
+    scopes(config, &mut found);
+    subscriptions(config, &mut found);
+    triggers(config, &mut found);
+    found
+}
+
+fn error(found: &mut Found, path: String, message: String) {
+    found.push((path, Severity::Error, message));
+}
+
+fn warning(found: &mut Found, path: String, message: String) {
+    found.push((path, Severity::Warning, message));
+}
+
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 63
+}
+
+fn names(config: &Config, found: &mut Found) {
+    let tables = [
+        ("agents", config.agents.keys().collect::<Vec<_>>()),
+        ("services", config.services.keys().collect()),
+        ("environments", config.environments.keys().collect()),
+    ];
+    for (table, keys) in tables {
+        for name in keys {
+            if !is_name(name) {
+                error(found, format!("{table}.{name}"), bad_name(name));
+            }
+        }
+    }
+    for (service_name, service) in &config.services {
+        for op in service.operations.keys() {
+            if !is_name(op) {
+                error(found, format!("services.{service_name}.operations.{op}"), bad_name(op));
+            }
+        }
+    }
+}
+
+fn bad_name(name: &str) -> String {
+    format!(
+        "name \"{name}\" is not allowed; use lower-case letters, digits, '-' and '_', starting with a letter (it appears in URLs, scopes and metrics)"
+    )
+}
+
+/// Whether `url` is one Wireline may call: https anywhere, plain http only on loopback.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|error| format!("\"{url}\" is not a URL ({error}); write it as https://host/path"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "\"{url}\" is plain http to a host that is not loopback; use https:// (plain http is only for 127.0.0.1/localhost mocks)"
+        )),
+        _ => Err(format!("\"{url}\" must be an https:// URL")),
+    }
+}
+
+fn service_checks(name: &str, service: &Service, found: &mut Found) {
+    let at = format!("services.{name}");
+    if let Err(message) = check_url(&service.base_url) {
+        error(found, format!("{at}.base_url"), message);
+    }
+    if service.retry.attempts == 0 {
+        error(
+            found,
+            format!("{at}.retry.attempts"),
+            "attempts counts the first try too, so it must be at least 1 (1 means no retry)".to_owned(),
+        );
+    }
+    if service.circuit_breaker.failures == 0 {
+        error(
+            found,
+            format!("{at}.circuit_breaker.failures"),
+            "failures must be at least 1".to_owned(),
+        );
+    }
+    if service.timeout.get().is_zero() {
+        error(found, format!("{at}.timeout"), "timeout must be longer than 0s".to_owned());
+    }
+    if let Some(poll) = &service.poll {
+        if poll.every.get() < std::time::Duration::from_secs(1) {
+            error(found, format!("{at}.poll.every"), "poll at most once a second; write \"1s\" or more".to_owned());
+        }
+        if poll.reconcile && service.webhook.is_none() {
+            warning(
+                found,
+                format!("{at}.poll.reconcile"),
+                "reconcile only matters with a [webhook] on the same service (the hybrid pattern); add one or remove reconcile".to_owned(),
+            );
+        }
+    }
+    for (op_name, op) in &service.operations {
+        if !op.path.starts_with('/') {
+            error(
+                found,
+                format!("{at}.operations.{op_name}.path"),
+                format!("path \"{}\" must start with '/' (it is appended to base_url)", op.path),
+            );
+        }
+        if op.path.matches('{').count() != op.path.matches('}').count() {
+            error(
+                found,
+                format!("{at}.operations.{op_name}.path"),
+                format!("path \"{}\" has an unclosed {{param}}", op.path),
+            );
+        }
+    }
+}
+
+fn scopes(config: &Config, found: &mut Found) {
+    for (agent_name, agent) in &config.agents {
+        if agent.scopes.is_empty() {
+            warning(
+                found,
+                format!("agents.{agent_name}.scopes"),
+                "this agent has no scopes and can do nothing; add e.g. \"stripe:read\" or \"events:read\"".to_owned(),
+            );
+        }
+        for (index, scope) in agent.scopes.iter().enumerate() {
+            let path = format!("agents.{agent_name}.scopes[{index}]");
+            let Some((target, action)) = scope.split_once(':') else {
+                error(
+                    found,
+                    path,
+                    format!("scope \"{scope}\" has no ':'; write SERVICE:read, SERVICE:write, SERVICE:OPERATION or events:read"),
+                );
+                continue;
+            };
+            if target == "events" {
+                if !matches!(action, "read" | "write") {
+                    error(found, path, format!("scope \"{scope}\": events scopes are events:read and events:write"));
+                }
+                continue;
+            }
+            let Some(service) = config.services.get(target) else {
+                let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
+                error(
+                    found,
+                    path,
+                    format!(
+                        "scope \"{scope}\" names service \"{target}\", which is not configured; configured: {}",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                );
+                continue;
+            };
+            if !matches!(action, "read" | "write") && !service.operations.contains_key(action) {
+                let mut known: Vec<&str> = vec!["read", "write"];
+                known.extend(service.operations.keys().map(String::as_str));
+                error(
+                    found,
+                    path,
+                    format!(
+                        "scope \"{scope}\": \"{action}\" is neither read, write nor an operation of {target}; use one of: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn subscriptions(config: &Config, found: &mut Found) {
+    for (index, subscription) in config.subscriptions.iter().enumerate() {
+        let at = format!("subscriptions[{index}]");
+        if !config.agents.contains_key(&subscription.agent) {
+            error(
+                found,
+                format!("{at}.agent"),
+                format!(
+                    "agent \"{}\" is not configured; add [agents.{}] or fix the name",
+                    subscription.agent, subscription.agent
+                ),
+            );
+        }
+        if subscription.events.is_empty() {
+            error(
+                found,
+                format!("{at}.events"),
+                "events is empty; list the event types to deliver, e.g. [\"stripe.payment_intent.*\"]".to_owned(),
+            );
+        }
+        match (&subscription.url, &subscription.secret) {
+            (Some(url), secret) => {
+                if let Err(message) = check_url(url) {
+                    error(found, format!("{at}.url"), message);
+                }
+                if secret.is_none() {
+                    error(
+                        found,
+                        format!("{at}.url"),
+                        "a push subscription needs a `secret` (whsec_..., by reference) to sign its deliveries with".to_owned(),
+                    );
+                }
+            }
+            (None, Some(_)) => warning(
+                found,
+                format!("{at}.secret"),
+                "secret is only used to sign pushes, and this subscription has no url (pull only)".to_owned(),
+            ),
+            (None, None) => {}
+        }
+    }
+}
+
+fn triggers(config: &Config, found: &mut Found) {
+    let mut seen = BTreeSet::new();
+    for (index, trigger) in config.triggers.iter().enumerate() {
+        if !seen.insert(trigger.name.as_str()) {
+            error(
+                found,
+                format!("triggers[{index}].name"),
+                format!("another trigger is already named \"{}\"; names must be unique", trigger.name),
+            );
+        }
+        if trigger.emit.trim().is_empty() {
+            error(found, format!("triggers[{index}].emit"), "emit is empty; name the event type to emit".to_owned());
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Integration tests of `wireline.toml` loading: errors, secrets, the starter files, the docs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
+use wireline_config::{Env, Finding, Loaded, STARTER_CONFIG, load, load_str};
+
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+}
+
+fn load_text(text: &str) -> Result<Loaded, Vec<Finding>> {
+    let dir = std::env::temp_dir().join("wireline-config-tests-no-dotenv");
+    load_str(text, &dir.join("wireline.toml"), &env(&[("TOKEN", "t0ken-value"), ("KEY", "key-value")]))
+}
+
+/// One bad config: the first error must sit at `line:column`, name `key_path`, and say
+/// `fragment` (the cause or the fix).
+#[track_caller]
+fn check_error(text: &str, position: (usize, usize), key_path: &str, fragment: &str) {
+    let findings = match load_text(text) {
+        Ok(_) => panic!("config loaded, expected an error at {key_path}:\n{text}"),
+        Err(findings) => findings,
+    };
+    let Some(error) = findings.iter().find(|f| f.is_error()) else {
+        panic!("no error among {findings:?}");
+    };
+    let shown = error.to_string();
+    assert_eq!((error.line, error.column), position, "{shown}");
+    assert_eq!(error.key_path, key_path, "{shown}");
+    assert!(shown.contains(fragment), "expected {fragment:?} in: {shown}");
+    assert!(!shown.contains('\n'), "not one line: {shown}");
+    assert!(shown.contains("wireline.toml:"), "{shown}");
+}
+
+#[test]
+fn bad_configs_are_located_and_explained() {
+    check_error("[server\nlisten = 1", (1, 8), "", "");
+    check_error("[server]\nlisen = \"127.0.0.1:1\"\n", (2, 1), "server.lisen", "unknown field `lisen`");
+    check_error("[server]\nlisten = 7480\n", (2, 10), "server.listen", "invalid type");
+    check_error("[server]\nbody_limit = \"1024\"\n", (2, 14), "server.body_limit", "e.g. \"512KiB\"");
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\ntimeout = \"30\"\n",
+        (3, 11),
+        "services.s.timeout",
+        "has no unit; write it with one, e.g. \"30s\"",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nrate_limit = \"fast\"\n",
+        (3, 14),
+        "services.s.rate_limit",
+        "e.g. \"100/s\"",
+    );
+    check_error(
+        "[agents.bot]\ntoken = \"plain-text-token\"\n",
+        (2, 9),
+        "agents.bot.token",
+        "a secret must be a reference, not a value",
+    );
+    check_error(
+        "[services.stripe]\nbase_url = \"https://api.stripe.com\"\nauth = { bearer = \"sk_test_4eC39HqLyjWDarjtT1zdp7dc\" }\n",
+        (3, 19),
+        "services.stripe.auth.bearer",
+        "starts with `sk_test_`",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\ndescription = \"key ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789\"\n",
+        (3, 15),
+        "services.s.description",
+        "move the value to the environment",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"http://example.com\"\n",
+        (2, 12),
+        "services.s.base_url",
+        "use https://",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nauth = { header = \"X-Key\" }\n",
+        (3, 8),
+        "services.s.auth",
+        "need a `value`",
+    );
+    check_error(
+        "[agents.bot]\ntoken = \"${env:TOKEN}\"\nscopes = [\"events:read\", \"stripe:read\"]\n",
+        (3, 26),
+        "agents.bot.scopes[1]",
+        "service \"stripe\", which is not configured",
+    );
+    check_error(
+        "[[subscriptions]]\nagent = \"ghost\"\nevents = [\"*\"]\n",
+        (2, 9),
+        "subscriptions[0].agent",
+        "add [agents.ghost]",
+    );
+    check_error(
+        "[agents.Bot]\ntoken = \"${env:TOKEN}\"\nscopes = [\"events:read\"]\n",
+        (1, 1),
+        "agents.Bot",
+        "lower-case",
+    );
+    check_error(
+        "[agents.bot]\ntoken = \"${env:MISSING_TOKEN}\"\nscopes = [\"events:read\"]\n",
+        (2, 9),
+        "agents.bot.token",
+        "environment variable MISSING_TOKEN is not set",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"stripe\"\nsecret = \"${file:does-not-exist}\"\n",
+        (5, 10),
+        "services.s.webhook.secret",
+        "cannot read secret file",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"paypal\"\nsecret = \"${env:KEY}\"\n",
+        (4, 10),
+        "services.s.webhook.scheme",
+        "unknown variant `paypal`",
+    );
+}
+
+#[test]
+fn errors_never_repeat_a_literal_secret() {
+    let secret = "my-very-secret-literal-value";
+    let text = format!("[agents.bot]\ntoken = \"{secret}\"\n[services.s]\nbase_url = \"https://x.test\"\nauth = {{ bearer = \"{secret}\" }}\n");
+    let findings = load_text(&text).err().unwrap_or_default();
+    assert!(!findings.is_empty());
+    for finding in findings {
+        assert!(!finding.to_string().contains(secret), "{finding}");
+    }
+}
+
+#[test]
+fn all_independent_errors_are_reported_at_once() {
+    let text = "[agents.a]\ntoken = \"${env:NOPE_A}\"\nscopes = [\"events:read\"]\n[agents.b]\ntoken = \"${env:NOPE_B}\"\nscopes = [\"events:read\"]\n";
+    let findings = load_text(text).err().unwrap_or_default();
+    let paths: Vec<&str> = findings.iter().map(|f| f.key_path.as_str()).collect();
+    assert_eq!(paths, ["agents.a.token", "agents.b.token"]);
+}
+
+#[test]
+fn secrets_resolve_from_env_then_dotenv_then_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join(".env"), "FROM_DOTENV=dotenv-value\nBOTH=dotenv-loses\n").expect("write .env");
+    std::fs::write(dir.path().join("hook.secret"), "file-value\n").expect("write secret file");
+    let config = r#"
+[agents.a]
+token = "${env:FROM_DOTENV}"
+scopes = ["events:read"]
+[agents.b]
+token = "${env:BOTH}"
+scopes = ["events:read"]
+[services.s]
+base_url = "http://127.0.0.1:9"
+auth = { basic = { username = "api", password = "${env:FROM_PROCESS}" } }
+[services.s.webhook]
+scheme = "standard"
+secret = "${file:hook.secret}"
+"#;
+    let path = dir.path().join("wireline.toml");
+    std::fs::write(&path, config).expect("write config");
+    let loaded = load(&path, &env(&[("FROM_PROCESS", "process-value"), ("BOTH", "process-wins")]))
+        .unwrap_or_else(|findings| panic!("{findings:#?}"));
+    let value = |secret: &wireline_config::Secret| {
+        secret.value().map(|v| v.expose_secret().to_owned()).unwrap_or_default()
+    };
+    let c = &loaded.config;
+    assert_eq!(value(&c.agents["a"].token), "dotenv-value");
+    assert_eq!(value(&c.agents["b"].token), "process-wins");
+    let Some(wireline_config::model::Auth::Basic(basic)) = &c.services["s"].auth else {
+        panic!("basic auth expected")
+    };
+    assert_eq!(value(&basic.password), "process-value");
+    let webhook = c.services["s"].webhook.as_ref().expect("webhook");
+    assert_eq!(value(&webhook.secret), "file-value");
+    assert!(!format!("{c:?}").contains("value"), "Debug must not show secret values: {c:?}");
+    assert_eq!(loaded.storage_path(), dir.path().join("wireline.db"));
+}
+
+#[test]
+fn the_starter_config_passes_with_the_env_example_filled_in() {
+    let loaded = load_str(
+        STARTER_CONFIG,
+        Path::new("/nonexistent/wireline.toml"),
+        &env(&[("WIRELINE_ASSISTANT_TOKEN", "x")]),
+    )
+    .unwrap_or_else(|findings| panic!("{findings:#?}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    for line in wireline_config::STARTER_ENV_EXAMPLE.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split('=').next().unwrap_or_default();
+        assert!(STARTER_CONFIG.contains(&format!("${{env:{name}}}")), "{name} unused");
+    }
+}
+
+#[test]
+fn warnings_do_not_stop_a_config() {
+    let loaded = load_text("[agents.idle]\ntoken = \"${env:TOKEN}\"\n").unwrap_or_else(|f| panic!("{f:#?}"));
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(loaded.warnings[0].to_string().contains("warning: agents.idle.scopes: this agent has no scopes"));
+}
+
+#[test]
+fn the_schema_carries_the_doc_comments() {
+    let schema = wireline_config::json_schema();
+    let listen = &schema["$defs"]["Server"]["properties"]["listen"];
+    assert!(listen["description"].as_str().is_some_and(|d| d.contains("Address and port")));
+    assert_eq!(listen["default"], "127.0.0.1:7480");
+    assert_eq!(schema["$defs"]["Server"]["additionalProperties"], false);
+}
+
+#[test]
+fn docs_configuration_md_is_current() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == wireline_config::reference_markdown(),
+        "docs/configuration.md is stale; regenerate it with: cargo run -q -- schema --format markdown > docs/configuration.md"
+    );
+}
