@@ -1,1 +1,178 @@
-//! placeholder
+//! Durable storage: the event log and the state store, as traits every backend implements, one
+//! conformance suite they all pass, and the embedded SQLite backend.
+//!
+//! - [`EventLog`]: append with a caller-supplied dedupe id, read from an offset, query by type
+//!   pattern and time range, subscriber offsets.
+//! - [`StateStore`]: idempotency records with a TTL, poll cursors, small keyed state (breaker,
+//!   limiter) with optional expiry.
+//! - [`sqlite::SqliteStore`]: WAL mode, one writer thread with group commit.
+//! - [`conformance`]: the behaviour every backend must show, written once.
+//!
+//! Only this crate knows SQL. Time comes from the caller (`now` arguments), never from the
+//! clock, so expiry is testable without sleeping.
+#![warn(missing_docs)]
+
+pub mod conformance;
+mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use wireline_core::{Event, Offset, TypeGlob};
+
+pub use error::StoreError;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's offset: new, or the original one for a duplicate.
+    pub offset: Offset,
+    /// True when an event with the same dedupe id was already stored; nothing was written.
+    pub duplicate: bool,
+}
+
+/// An event as stored: its offset, and the CloudEvents JSON exactly as appended.
+///
+/// The body stays serialized: delivery forwards it as it is, and only readers that need the
+/// fields pay for parsing ([`StoredEvent::event`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log.
+    pub offset: Offset,
+    /// The event's `type`.
+    pub ty: String,
+    /// The event's `time`.
+    pub time: Timestamp,
+    /// When the store accepted it.
+    pub recorded_at: Timestamp,
+    /// The CloudEvents JSON.
+    pub body: String,
+}
+
+impl StoredEvent {
+    /// The parsed event.
+    pub fn event(&self) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// A filtered read of the log, in offset order.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    /// Only events after this offset.
+    pub after: Offset,
+    /// Only events whose type matches.
+    pub types: Option<TypeGlob>,
+    /// Only events with `time >= since`.
+    pub since: Option<Timestamp>,
+    /// Only events with `time < until`.
+    pub until: Option<Timestamp>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Everything after `after`, at most `limit` events.
+    pub fn after(after: Offset, limit: usize) -> Self {
+        Self {
+            after,
+            types: None,
+            since: None,
+            until: None,
+            limit,
+        }
+    }
+}
+
+/// The append-only, ordered, de-duplicated event log.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends `event` unless an event with `dedupe_id` is already stored. Returns once the
+    /// event is durable (or known to be a duplicate).
+    async fn append(&self, dedupe_id: &str, event: &Event) -> Result<Appended, StoreError>;
+
+    /// Events after `after`, in order, at most `limit`.
+    async fn read(&self, after: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.query(&EventQuery::after(after, limit)).await
+    }
+
+    /// Events matching `query`, in order.
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The offset of the newest event ([`Offset::START`] when empty).
+    async fn head(&self) -> Result<Offset, StoreError>;
+
+    /// Records that `subscriber` has processed everything up to `offset`.
+    async fn commit_offset(&self, subscriber: &str, offset: Offset) -> Result<(), StoreError>;
+
+    /// The last offset `subscriber` committed.
+    async fn load_offset(&self, subscriber: &str) -> Result<Option<Offset>, StoreError>;
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key was free (or expired): the caller owns it and must complete or release it.
+    Claimed,
+    /// Another request with this key is still running.
+    InFlight,
+    /// A request with this key and the same fingerprint completed: here is its stored result.
+    Completed(Vec<u8>),
+    /// The key was used with a different request (another fingerprint).
+    Mismatch,
+}
+
+/// Small durable state: idempotency records, poll cursors, keyed values.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Claims `key` in `scope` for a request whose body hashes to `fingerprint`; the record
+    /// lives until `expires`.
+    async fn idempotency_claim(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &[u8],
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the result of a claimed key; later claims with the same fingerprint get it.
+    async fn idempotency_complete(&self, scope: &str, key: &str, result: &[u8]) -> Result<(), StoreError>;
+
+    /// Gives up a claimed key (the request failed in a way that may be retried).
+    async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Saves a poll cursor.
+    async fn save_cursor(&self, name: &str, cursor: &str) -> Result<(), StoreError>;
+
+    /// The last saved poll cursor.
+    async fn load_cursor(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Sets a keyed value, optionally expiring.
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expires: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+
+    /// A keyed value, unless absent or expired at `now`.
+    async fn get(&self, namespace: &str, key: &str, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes a keyed value; true if it was there.
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError>;
+
+    /// Deletes expired idempotency records and keyed values; returns how many.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// A whole backend: the log, the state, and its lifecycle.
+#[async_trait]
+pub trait Store: EventLog + StateStore {
+    /// Succeeds when the store can serve reads and writes (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything acknowledged durable and stops accepting writes (for shutdown).
+    async fn close(&self) -> Result<(), StoreError>;
+}
