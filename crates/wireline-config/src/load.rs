@@ -135,11 +135,21 @@ pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Findin
         Ok(config) => config,
         Err(error) => {
             let key_path = render_path(error.path());
-            let span = error.inner().span().unwrap_or_else(|| span_of(&document, &key_path));
+            let span = error
+                .inner()
+                .span()
+                .unwrap_or_else(|| span_of(&document, &key_path));
             let message = with_fix(error.inner().message());
             // A pasted credential is already reported at this key, with the better message.
             if !findings.iter().any(|finding| finding.key_path == key_path) {
-                findings.push(located(path, text, span, key_path, Severity::Error, message));
+                findings.push(located(
+                    path,
+                    text,
+                    span,
+                    key_path,
+                    Severity::Error,
+                    message,
+                ));
             }
             return Err(sorted(findings));
         }
@@ -173,7 +183,7 @@ pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Findin
 }
 
 fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
-    findings.sort_by(|a, b| (a.line, a.column, a.severity).cmp(&(b.line, b.column, b.severity)));
+    findings.sort_by_key(|finding| (finding.line, finding.column, finding.severity));
     findings
 }
 
@@ -262,10 +272,12 @@ fn read_dotenv(path: &Path) -> Result<BTreeMap<String, String>, Finding> {
 fn dotenv_error(path: &Path, error: &dotenvy::Error) -> Finding {
     // dotenvy's parse errors quote the offending line, which may hold a secret: say only where.
     let message = match error {
-        dotenvy::Error::LineParse(_, index) => format!(
-            "cannot parse .env near character {index}; write one NAME=value per line"
-        ),
-        dotenvy::Error::Io(io) => format!("cannot read .env ({io}); fix its permissions or remove it"),
+        dotenvy::Error::LineParse(_, index) => {
+            format!("cannot parse .env near character {index}; write one NAME=value per line")
+        }
+        dotenvy::Error::Io(io) => {
+            format!("cannot read .env ({io}); fix its permissions or remove it")
+        }
         _ => "cannot read .env; write one NAME=value per line".to_owned(),
     };
     whole_file(path, message)
@@ -298,7 +310,9 @@ enum Step<'a> {
 fn parse_path(key_path: &str) -> Vec<Step<'_>> {
     let mut steps = Vec::new();
     for part in key_path.split('.').filter(|part| !part.is_empty()) {
-        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        let (key, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(k, rest)| (k, rest));
         if !key.is_empty() {
             steps.push(Step::Key(key));
         }

@@ -228,7 +228,9 @@ impl TryFrom<AuthFields> for Auth {
             (None, None, Some(name), None, Some(value), None) => Ok(Self::Header { name, value }),
             (None, None, None, Some(name), Some(value), None) => Ok(Self::Query { name, value }),
             (None, None, Some(_), None, None, None) | (None, None, None, Some(_), None, None) => {
-                Err(format!("`header` and `query` need a `value` with the secret; {HOW}"))
+                Err(format!(
+                    "`header` and `query` need a `value` with the secret; {HOW}"
+                ))
             }
             (None, None, None, None, None, Some(oauth2)) => Ok(Self::OAuth2(oauth2)),
             (None, None, None, None, None, None) => Err(format!("auth is empty; {HOW}")),
@@ -499,7 +501,10 @@ impl Config {
                         found.push((format!("{at}.value"), value))
                     }
                     Auth::OAuth2(oauth2) => {
-                        found.push((format!("{at}.oauth2.client_secret"), &mut oauth2.client_secret));
+                        found.push((
+                            format!("{at}.oauth2.client_secret"),
+                            &mut oauth2.client_secret,
+                        ));
                         if let Some(refresh) = &mut oauth2.refresh_token {
                             found.push((format!("{at}.oauth2.refresh_token"), refresh));
                         }
@@ -507,7 +512,10 @@ impl Config {
                 }
             }
             if let Some(webhook) = &mut service.webhook {
-                found.push((format!("services.{name}.webhook.secret"), &mut webhook.secret));
+                found.push((
+                    format!("services.{name}.webhook.secret"),
+                    &mut webhook.secret,
+                ));
             }
         }
         for (index, subscription) in self.subscriptions.iter_mut().enumerate() {

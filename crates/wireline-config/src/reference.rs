@@ -19,7 +19,10 @@ pub fn json_schema() -> Value {
 pub fn reference_markdown() -> String {
     let schema = json_schema();
     let empty = Map::new();
-    let defs = schema.get("$defs").and_then(Value::as_object).unwrap_or(&empty);
+    let defs = schema
+        .get("$defs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut out = String::from(
         "# wireline.toml reference\n\n\
          Generated from the config model by `wireline schema --format markdown`; do not edit by hand.\n\
@@ -36,7 +39,11 @@ pub fn reference_markdown() -> String {
 }
 
 fn pop_front<T>(queue: &mut Vec<T>) -> Option<T> {
-    if queue.is_empty() { None } else { Some(queue.remove(0)) }
+    if queue.is_empty() {
+        None
+    } else {
+        Some(queue.remove(0))
+    }
 }
 
 fn def_name(reference: &str) -> &str {
@@ -70,19 +77,28 @@ fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
         let name = def_name(reference);
         let target = defs.get(name).unwrap_or(&Value::Null);
         if let Some(values) = enum_values(target) {
-            return values.iter().map(|(value, _)| format!("`\"{value}\"`")).collect::<Vec<_>>().join(" \\| ");
+            return values
+                .iter()
+                .map(|(value, _)| format!("`\"{value}\"`"))
+                .collect::<Vec<_>>()
+                .join(" \\| ");
         }
         if target.get("properties").is_some() {
-            return "table".to_owned();
+            return "table (below)".to_owned();
         }
         return name.to_lowercase();
     }
     match schema.get("type") {
         Some(Value::String(ty)) if ty == "array" => {
-            format!("array of {}", schema.get("items").map_or("any".to_owned(), |items| type_name(items, defs)))
+            format!(
+                "array of {}",
+                schema
+                    .get("items")
+                    .map_or("any".to_owned(), |items| type_name(items, defs))
+            )
         }
         Some(Value::String(ty)) if ty == "object" => match schema.get("additionalProperties") {
-            Some(inner @ Value::Object(_)) => format!("table of {}", type_name(inner, defs)),
+            Some(inner @ Value::Object(_)) => format!("tables by name: {}", type_name(inner, defs)),
             _ => "table".to_owned(),
         },
         Some(Value::String(ty)) => ty.clone(),
@@ -99,16 +115,30 @@ fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
 /// For an enum of strings: each value with its description.
 fn enum_values(schema: &Value) -> Option<Vec<(String, String)>> {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return Some(values.iter().filter_map(Value::as_str).map(|v| (v.to_owned(), String::new())).collect());
+        return Some(
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|v| (v.to_owned(), String::new()))
+                .collect(),
+        );
     }
     let options = schema.get("oneOf").and_then(Value::as_array)?;
     let mut values = Vec::new();
     for option in options {
-        let description = option.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let description = option
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if let Some(value) = option.get("const").and_then(Value::as_str) {
             values.push((value.to_owned(), description));
         } else if let Some(list) = option.get("enum").and_then(Value::as_array) {
-            values.extend(list.iter().filter_map(Value::as_str).map(|v| (v.to_owned(), description.clone())));
+            values.extend(
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(|v| (v.to_owned(), description.clone())),
+            );
         } else {
             return None;
         }
@@ -117,7 +147,10 @@ fn enum_values(schema: &Value) -> Option<Vec<(String, String)>> {
 }
 
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 fn render_section(
@@ -142,8 +175,15 @@ fn render_section(
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     out.push_str("| key | type | default | description |\n| --- | --- | --- | --- |\n");
-    let base = heading.trim_start_matches("[[").trim_start_matches('[').trim_end_matches(']');
-    let base = if heading.starts_with("wireline.toml") { "" } else { base };
+    let base = heading
+        .trim_start_matches("[[")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let base = if heading.starts_with("wireline.toml") {
+        ""
+    } else {
+        base
+    };
     for (key, property) in properties {
         let default = match property.get("default") {
             Some(Value::Null) | None if required.contains(key.as_str()) => "required".to_owned(),
@@ -160,7 +200,11 @@ fn render_section(
             "| `{key}` | {} | {default} | {description} |\n",
             type_name(property, defs)
         ));
-        let path = if base.is_empty() { key.clone() } else { format!("{base}.{key}") };
+        let path = if base.is_empty() {
+            key.clone()
+        } else {
+            format!("{base}.{key}")
+        };
         enqueue(&path, non_null(property), defs, queue, seen);
     }
 }

@@ -77,9 +77,28 @@ pub(crate) fn credential_prefix(text: &str) -> Option<String> {
 
 fn known_prefix_len(matched: &str) -> usize {
     const PREFIXES: [&str; 22] = [
-        "sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "whsec_", "xoxb-", "xoxp-",
-        "xoxa-", "xapp-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "shpat_",
-        "shpss_", "shpca_", "shppa_", "SG.", "AKIA",
+        "sk_live_",
+        "sk_test_",
+        "rk_live_",
+        "rk_test_",
+        "pk_live_",
+        "whsec_",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "xapp-",
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "shpat_",
+        "shpss_",
+        "shpca_",
+        "shppa_",
+        "SG.",
+        "AKIA",
     ];
     PREFIXES
         .iter()
@@ -97,13 +116,25 @@ mod tests {
             ("sk_live_51HqT2eKZ8x9aBcDeFgH", Some("sk_live_")),
             ("sk_test_4eC39HqLyjWDarjtT1zdp7dc", Some("sk_test_")),
             ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Some("whsec_")),
-            ("xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy", Some("xoxb-")),
+            (
+                "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy",
+                Some("xoxb-"),
+            ),
             ("ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", Some("ghp_")),
-            ("github_pat_11ABCDEFG0123456789_abcdefghijkl", Some("github_pat_")),
+            (
+                "github_pat_11ABCDEFG0123456789_abcdefghijkl",
+                Some("github_pat_"),
+            ),
             ("shpat_0123456789abcdef0123456789abcdef", Some("shpat_")),
-            ("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", Some("SG.")),
+            (
+                "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",
+                Some("SG."),
+            ),
             ("AKIAIOSFODNN7EXAMPLE", Some("AKIA")),
-            ("https://hooks.example.com/?token=sk_live_abcdefghijkl", Some("sk_live_")),
+            (
+                "https://hooks.example.com/?token=sk_live_abcdefghijkl",
+                Some("sk_live_"),
+            ),
             ("${env:STRIPE_SECRET_KEY}", None),
             ("use an sk_test_ key in staging", None),
             ("MSG.abcdefghijklmnopqrstuvwxyz", None),

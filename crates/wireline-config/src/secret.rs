@@ -119,8 +119,10 @@ impl JsonSchema for Secret {
 
 /// Where `${env:...}` references are looked up: the environment first, then the `.env` file.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Box<Lookup>,
 }
+
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl Env {
     /// The process environment.

@@ -56,7 +56,11 @@ fn names(config: &Config, found: &mut Found) {
     for (service_name, service) in &config.services {
         for op in service.operations.keys() {
             if !is_name(op) {
-                error(found, format!("services.{service_name}.operations.{op}"), bad_name(op));
+                error(
+                    found,
+                    format!("services.{service_name}.operations.{op}"),
+                    bad_name(op),
+                );
             }
         }
     }
@@ -70,8 +74,9 @@ fn bad_name(name: &str) -> String {
 
 /// Whether `url` is one Wireline may call: https anywhere, plain http only on loopback.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url)
-        .map_err(|error| format!("\"{url}\" is not a URL ({error}); write it as https://host/path"))?;
+    let parsed = url::Url::parse(url).map_err(|error| {
+        format!("\"{url}\" is not a URL ({error}); write it as https://host/path")
+    })?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -97,7 +102,8 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
         error(
             found,
             format!("{at}.retry.attempts"),
-            "attempts counts the first try too, so it must be at least 1 (1 means no retry)".to_owned(),
+            "attempts counts the first try too, so it must be at least 1 (1 means no retry)"
+                .to_owned(),
         );
     }
     if service.circuit_breaker.failures == 0 {
@@ -108,11 +114,19 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
         );
     }
     if service.timeout.get().is_zero() {
-        error(found, format!("{at}.timeout"), "timeout must be longer than 0s".to_owned());
+        error(
+            found,
+            format!("{at}.timeout"),
+            "timeout must be longer than 0s".to_owned(),
+        );
     }
     if let Some(poll) = &service.poll {
         if poll.every.get() < std::time::Duration::from_secs(1) {
-            error(found, format!("{at}.poll.every"), "poll at most once a second; write \"1s\" or more".to_owned());
+            error(
+                found,
+                format!("{at}.poll.every"),
+                "poll at most once a second; write \"1s\" or more".to_owned(),
+            );
         }
         if poll.reconcile && service.webhook.is_none() {
             warning(
@@ -127,7 +141,10 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
             error(
                 found,
                 format!("{at}.operations.{op_name}.path"),
-                format!("path \"{}\" must start with '/' (it is appended to base_url)", op.path),
+                format!(
+                    "path \"{}\" must start with '/' (it is appended to base_url)",
+                    op.path
+                ),
             );
         }
         if op.path.matches('{').count() != op.path.matches('}').count() {
@@ -155,13 +172,21 @@ fn scopes(config: &Config, found: &mut Found) {
                 error(
                     found,
                     path,
-                    format!("scope \"{scope}\" has no ':'; write SERVICE:read, SERVICE:write, SERVICE:OPERATION or events:read"),
+                    format!(
+                        "scope \"{scope}\" has no ':'; write SERVICE:read, SERVICE:write, SERVICE:OPERATION or events:read"
+                    ),
                 );
                 continue;
             };
             if target == "events" {
                 if !matches!(action, "read" | "write") {
-                    error(found, path, format!("scope \"{scope}\": events scopes are events:read and events:write"));
+                    error(
+                        found,
+                        path,
+                        format!(
+                            "scope \"{scope}\": events scopes are events:read and events:write"
+                        ),
+                    );
                 }
                 continue;
             }
@@ -172,7 +197,11 @@ fn scopes(config: &Config, found: &mut Found) {
                     path,
                     format!(
                         "scope \"{scope}\" names service \"{target}\", which is not configured; configured: {}",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
                 continue;
@@ -229,7 +258,8 @@ fn subscriptions(config: &Config, found: &mut Found) {
             (None, Some(_)) => warning(
                 found,
                 format!("{at}.secret"),
-                "secret is only used to sign pushes, and this subscription has no url (pull only)".to_owned(),
+                "secret is only used to sign pushes, and this subscription has no url (pull only)"
+                    .to_owned(),
             ),
             (None, None) => {}
         }
@@ -243,11 +273,18 @@ fn triggers(config: &Config, found: &mut Found) {
             error(
                 found,
                 format!("triggers[{index}].name"),
-                format!("another trigger is already named \"{}\"; names must be unique", trigger.name),
+                format!(
+                    "another trigger is already named \"{}\"; names must be unique",
+                    trigger.name
+                ),
             );
         }
         if trigger.emit.trim().is_empty() {
-            error(found, format!("triggers[{index}].emit"), "emit is empty; name the event type to emit".to_owned());
+            error(
+                found,
+                format!("triggers[{index}].emit"),
+                "emit is empty; name the event type to emit".to_owned(),
+            );
         }
     }
 }

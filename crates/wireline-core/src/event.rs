@@ -99,7 +99,9 @@ mod tests {
             time,
             serde_json::json!({"amount": 2000}),
         );
-        event.extensions.insert("wirelineservice".into(), "stripe".into());
+        event
+            .extensions
+            .insert("wirelineservice".into(), "stripe".into());
         let json = serde_json::to_value(&event).expect("serializes");
         assert_eq!(
             json,

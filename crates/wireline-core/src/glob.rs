@@ -77,40 +77,6 @@ impl fmt::Display for TypeGlob {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matching() {
-        let table = [
-            ("stripe.payment_intent.*", "stripe.payment_intent.succeeded", true),
-            ("stripe.payment_intent.*", "stripe.payment_intent.", true),
-            ("stripe.payment_intent.*", "stripe.charge.succeeded", false),
-            ("*.failed", "stripe.invoice.payment.failed", true),
-            ("*.failed", "stripe.invoice.failed.not", false),
-            ("github.issues.opened", "github.issues.opened", true),
-            ("github.issues.opened", "github.issues.opened2", false),
-            ("a*b*c", "abc", true),
-            ("a*b*c", "aXbYc", true),
-            ("a*b*c", "acb", false),
-            ("ab*ba", "aba", false),
-            ("*", "anything.at.all", true),
-        ];
-        for (pattern, ty, expected) in table {
-            let glob: TypeGlob = pattern.parse().expect("valid pattern");
-            assert_eq!(glob.matches(ty), expected, "{pattern} vs {ty}");
-        }
-    }
-
-    #[test]
-    fn refuses_characters_types_never_have() {
-        for bad in ["", "a b", "stripe.[x]", "a?b", "a%"] {
-            assert!(bad.parse::<TypeGlob>().is_err(), "{bad}");
-        }
-    }
-}
-
 impl serde::Serialize for TypeGlob {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
@@ -136,5 +102,43 @@ impl schemars::JsonSchema for TypeGlob {
             "description": "An event type pattern; `*` matches any run of characters (e.g. \"stripe.payment_intent.*\").",
             "examples": ["stripe.payment_intent.*", "*.failed"],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        let table = [
+            (
+                "stripe.payment_intent.*",
+                "stripe.payment_intent.succeeded",
+                true,
+            ),
+            ("stripe.payment_intent.*", "stripe.payment_intent.", true),
+            ("stripe.payment_intent.*", "stripe.charge.succeeded", false),
+            ("*.failed", "stripe.invoice.payment.failed", true),
+            ("*.failed", "stripe.invoice.failed.not", false),
+            ("github.issues.opened", "github.issues.opened", true),
+            ("github.issues.opened", "github.issues.opened2", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+            ("*", "anything.at.all", true),
+        ];
+        for (pattern, ty, expected) in table {
+            let glob: TypeGlob = pattern.parse().expect("valid pattern");
+            assert_eq!(glob.matches(ty), expected, "{pattern} vs {ty}");
+        }
+    }
+
+    #[test]
+    fn refuses_characters_types_never_have() {
+        for bad in ["", "a b", "stripe.[x]", "a?b", "a%"] {
+            assert!(bad.parse::<TypeGlob>().is_err(), "{bad}");
+        }
     }
 }

@@ -37,28 +37,48 @@ pub fn event(id: &str, ty: &str, minutes: i64) -> Event {
 }
 
 fn ids(events: &[crate::StoredEvent]) -> Vec<String> {
-    events.iter().map(|stored| stored.event().unwrap().id).collect()
+    events
+        .iter()
+        .map(|stored| stored.event().unwrap().id)
+        .collect()
 }
 
 pub async fn append_assigns_increasing_offsets(store: &impl Store) {
-    assert_eq!(store.head().await.unwrap(), Offset::START, "a new log is empty");
+    assert_eq!(
+        store.head().await.unwrap(),
+        Offset::START,
+        "a new log is empty"
+    );
     let mut last = Offset::START;
     for n in 0..5 {
-        let appended = store.append(&format!("d{n}"), &event(&format!("e{n}"), "t.a", n)).await.unwrap();
+        let appended = store
+            .append(&format!("d{n}"), &event(&format!("e{n}"), "t.a", n))
+            .await
+            .unwrap();
         assert!(!appended.duplicate);
-        assert!(appended.offset > last, "offsets increase: {:?} after {last:?}", appended.offset);
+        assert!(
+            appended.offset > last,
+            "offsets increase: {:?} after {last:?}",
+            appended.offset
+        );
         last = appended.offset;
     }
     assert_eq!(store.head().await.unwrap(), last);
 }
 
 pub async fn duplicate_append_stores_nothing_and_returns_original_offset(store: &impl Store) {
-    let first = store.append("evt_1", &event("evt_1", "t.a", 0)).await.unwrap();
+    let first = store
+        .append("evt_1", &event("evt_1", "t.a", 0))
+        .await
+        .unwrap();
     let mut changed = event("evt_1", "t.changed", 5);
     changed.data = Some(serde_json::json!({"different": true}));
     let second = store.append("evt_1", &changed).await.unwrap();
     assert!(second.duplicate, "same dedupe id is a duplicate");
-    assert_eq!(second.offset, first.offset, "a duplicate reports the original offset");
+    assert_eq!(
+        second.offset, first.offset,
+        "a duplicate reports the original offset"
+    );
     let all = store.read(Offset::START, 10).await.unwrap();
     assert_eq!(all.len(), 1, "the duplicate stored nothing");
     assert_eq!(all[0].ty, "t.a", "the original is kept as it was");
@@ -75,27 +95,49 @@ pub async fn concurrent_appends_are_all_stored_once(store: &(impl Store + Clone 
                 // Every producer also re-sends producer 0's ids: they must dedupe across tasks.
                 offsets.push(store.append(&id, &event(&id, "t.load", n)).await.unwrap());
                 let shared = format!("p0-{n}");
-                offsets.push(store.append(&shared, &event(&shared, "t.load", n)).await.unwrap());
+                offsets.push(
+                    store
+                        .append(&shared, &event(&shared, "t.load", n))
+                        .await
+                        .unwrap(),
+                );
             }
             offsets
         }));
     }
     let mut fresh = Vec::new();
     for task in tasks {
-        fresh.extend(task.await.unwrap().into_iter().filter(|a| !a.duplicate).map(|a| a.offset));
+        fresh.extend(
+            task.await
+                .unwrap()
+                .into_iter()
+                .filter(|a| !a.duplicate)
+                .map(|a| a.offset),
+        );
     }
     fresh.sort();
     fresh.dedup();
     let stored = store.read(Offset::START, 10_000).await.unwrap();
-    assert_eq!(stored.len(), 16 * 25, "every distinct id stored exactly once");
-    assert_eq!(fresh, stored.iter().map(|s| s.offset).collect::<Vec<_>>(), "acknowledged offsets are the stored ones");
+    assert_eq!(
+        stored.len(),
+        16 * 25,
+        "every distinct id stored exactly once"
+    );
+    assert_eq!(
+        fresh,
+        stored.iter().map(|s| s.offset).collect::<Vec<_>>(),
+        "acknowledged offsets are the stored ones"
+    );
     let dense: Vec<Offset> = (1..=stored.len() as u64).map(Offset).collect();
     assert_eq!(fresh, dense, "offsets are dense: duplicates use up none");
 }
 
 pub async fn read_pages_from_an_offset(store: &impl Store) {
     for n in 0..10 {
-        store.append(&format!("d{n}"), &event(&format!("e{n}"), "t.a", n)).await.unwrap();
+        store
+            .append(&format!("d{n}"), &event(&format!("e{n}"), "t.a", n))
+            .await
+            .unwrap();
     }
     let first = store.read(Offset::START, 4).await.unwrap();
     assert_eq!(ids(&first), ["e0", "e1", "e2", "e3"]);
@@ -103,13 +145,18 @@ pub async fn read_pages_from_an_offset(store: &impl Store) {
     assert_eq!(ids(&next), ["e4", "e5", "e6", "e7"]);
     let rest = store.read(next[3].offset, 100).await.unwrap();
     assert_eq!(ids(&rest), ["e8", "e9"]);
-    assert!(store.read(rest[1].offset, 100).await.unwrap().is_empty(), "nothing after the head");
+    assert!(
+        store.read(rest[1].offset, 100).await.unwrap().is_empty(),
+        "nothing after the head"
+    );
 }
 
 pub async fn stored_event_round_trips(store: &impl Store) {
     let mut original = event("evt_rt", "stripe.payment_intent.succeeded", 3);
     original.subject = Some("cus_123".into());
-    original.extensions.insert("wirelineservice".into(), "stripe".into());
+    original
+        .extensions
+        .insert("wirelineservice".into(), "stripe".into());
     store.append("evt_rt", &original).await.unwrap();
     let stored = store.read(Offset::START, 1).await.unwrap();
     assert_eq!(stored[0].event().unwrap(), original);
@@ -136,11 +183,24 @@ pub async fn query_filters_by_type_glob_and_time_range(store: &impl Store) {
         limit: 100,
     };
     let run = |q: EventQuery| async move { ids(&store.query(&q).await.unwrap()) };
-    assert_eq!(run(query(Some("stripe.payment_intent.*"), None, None)).await, ["a", "c", "e"]);
+    assert_eq!(
+        run(query(Some("stripe.payment_intent.*"), None, None)).await,
+        ["a", "c", "e"]
+    );
     assert_eq!(run(query(Some("*.failed"), None, None)).await, ["b", "c"]);
-    assert_eq!(run(query(None, Some(10), Some(30))).await, ["b", "c"], "since is inclusive, until exclusive");
-    assert_eq!(run(query(Some("stripe.*"), Some(15), None)).await, ["c", "e"]);
-    assert_eq!(run(query(Some("slack.*"), None, None)).await, Vec::<String>::new());
+    assert_eq!(
+        run(query(None, Some(10), Some(30))).await,
+        ["b", "c"],
+        "since is inclusive, until exclusive"
+    );
+    assert_eq!(
+        run(query(Some("stripe.*"), Some(15), None)).await,
+        ["c", "e"]
+    );
+    assert_eq!(
+        run(query(Some("slack.*"), None, None)).await,
+        Vec::<String>::new()
+    );
     let mut limited = query(Some("stripe.*"), None, None);
     limited.limit = 2;
     assert_eq!(run(limited).await, ["a", "b"]);
@@ -150,9 +210,16 @@ pub async fn subscriber_offsets_commit_and_load(store: &impl Store) {
     assert_eq!(store.load_offset("billing-bot").await.unwrap(), None);
     store.commit_offset("billing-bot", Offset(7)).await.unwrap();
     store.commit_offset("other", Offset(2)).await.unwrap();
-    assert_eq!(store.load_offset("billing-bot").await.unwrap(), Some(Offset(7)));
+    assert_eq!(
+        store.load_offset("billing-bot").await.unwrap(),
+        Some(Offset(7))
+    );
     store.commit_offset("billing-bot", Offset(3)).await.unwrap();
-    assert_eq!(store.load_offset("billing-bot").await.unwrap(), Some(Offset(3)), "a replay may rewind");
+    assert_eq!(
+        store.load_offset("billing-bot").await.unwrap(),
+        Some(Offset(3)),
+        "a replay may rewind"
+    );
     assert_eq!(store.load_offset("other").await.unwrap(), Some(Offset(2)));
 }
 
@@ -160,16 +227,37 @@ pub async fn idempotency_claims_follow_stripe_semantics(store: &impl Store) {
     let now = t0();
     let ttl = now + 24.hours();
     let claim = |key: &'static str, fingerprint: &'static [u8], at: Timestamp| async move {
-        store.idempotency_claim("stripe", key, fingerprint, at, at + 24.hours()).await.unwrap()
+        store
+            .idempotency_claim("stripe", key, fingerprint, at, at + 24.hours())
+            .await
+            .unwrap()
     };
     assert_eq!(claim("k1", b"body-a", now).await, IdempotencyClaim::Claimed);
-    assert_eq!(claim("k1", b"body-a", now).await, IdempotencyClaim::InFlight);
-    assert_eq!(claim("k1", b"body-b", now).await, IdempotencyClaim::Mismatch);
-    store.idempotency_complete("stripe", "k1", b"{\"id\":\"pi_1\"}").await.unwrap();
-    assert_eq!(claim("k1", b"body-a", now).await, IdempotencyClaim::Completed(b"{\"id\":\"pi_1\"}".to_vec()));
-    assert_eq!(claim("k1", b"body-b", now).await, IdempotencyClaim::Mismatch);
     assert_eq!(
-        store.idempotency_claim("other-scope", "k1", b"body-b", now, ttl).await.unwrap(),
+        claim("k1", b"body-a", now).await,
+        IdempotencyClaim::InFlight
+    );
+    assert_eq!(
+        claim("k1", b"body-b", now).await,
+        IdempotencyClaim::Mismatch
+    );
+    store
+        .idempotency_complete("stripe", "k1", b"{\"id\":\"pi_1\"}")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("k1", b"body-a", now).await,
+        IdempotencyClaim::Completed(b"{\"id\":\"pi_1\"}".to_vec())
+    );
+    assert_eq!(
+        claim("k1", b"body-b", now).await,
+        IdempotencyClaim::Mismatch
+    );
+    assert_eq!(
+        store
+            .idempotency_claim("other-scope", "k1", b"body-b", now, ttl)
+            .await
+            .unwrap(),
         IdempotencyClaim::Claimed,
         "keys are per scope"
     );
@@ -178,37 +266,90 @@ pub async fn idempotency_claims_follow_stripe_semantics(store: &impl Store) {
     store.idempotency_release("stripe", "k2").await.unwrap();
     assert_eq!(claim("k2", b"x", now).await, IdempotencyClaim::Claimed);
     store.idempotency_release("stripe", "k1").await.unwrap();
-    assert!(matches!(claim("k1", b"body-a", now).await, IdempotencyClaim::Completed(_)));
+    assert!(matches!(
+        claim("k1", b"body-a", now).await,
+        IdempotencyClaim::Completed(_)
+    ));
     // After the TTL the key is free again, even for another body.
     let later = now + 25.hours();
-    assert_eq!(claim("k1", b"body-b", later).await, IdempotencyClaim::Claimed);
+    assert_eq!(
+        claim("k1", b"body-b", later).await,
+        IdempotencyClaim::Claimed
+    );
 }
 
 pub async fn cursors_save_and_load(store: &impl Store) {
     assert_eq!(store.load_cursor("stripe/events").await.unwrap(), None);
     store.save_cursor("stripe/events", "evt_100").await.unwrap();
     store.save_cursor("stripe/events", "evt_200").await.unwrap();
-    assert_eq!(store.load_cursor("stripe/events").await.unwrap().as_deref(), Some("evt_200"));
+    assert_eq!(
+        store.load_cursor("stripe/events").await.unwrap().as_deref(),
+        Some("evt_200")
+    );
 }
 
 pub async fn keyed_state_expires_and_purges(store: &impl Store) {
     let now = t0();
-    store.put("breaker", "stripe", b"open", Some(now + 60.seconds())).await.unwrap();
+    store
+        .put("breaker", "stripe", b"open", Some(now + 60.seconds()))
+        .await
+        .unwrap();
     store.put("limiter", "stripe", b"42", None).await.unwrap();
-    assert_eq!(store.get("breaker", "stripe", now).await.unwrap().as_deref(), Some(&b"open"[..]));
-    assert_eq!(store.get("breaker", "stripe", now + 61.seconds()).await.unwrap(), None, "expired");
-    assert_eq!(store.get("limiter", "stripe", now + 24_000.hours()).await.unwrap().as_deref(), Some(&b"42"[..]));
-    store.put("breaker", "stripe", b"closed", None).await.unwrap();
-    assert_eq!(store.get("breaker", "stripe", now + 61.seconds()).await.unwrap().as_deref(), Some(&b"closed"[..]), "put replaces value and expiry");
-    store.idempotency_claim("s", "old", b"f", now, now + 1.hours()).await.unwrap();
-    store.put("tmp", "x", b"1", Some(now + 1.hours())).await.unwrap();
+    assert_eq!(
+        store
+            .get("breaker", "stripe", now)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"open"[..])
+    );
+    assert_eq!(
+        store
+            .get("breaker", "stripe", now + 61.seconds())
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store
+            .get("limiter", "stripe", now + 24_000.hours())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"42"[..])
+    );
+    store
+        .put("breaker", "stripe", b"closed", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get("breaker", "stripe", now + 61.seconds())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"closed"[..]),
+        "put replaces value and expiry"
+    );
+    store
+        .idempotency_claim("s", "old", b"f", now, now + 1.hours())
+        .await
+        .unwrap();
+    store
+        .put("tmp", "x", b"1", Some(now + 1.hours()))
+        .await
+        .unwrap();
     assert_eq!(store.purge_expired(now + 2.hours()).await.unwrap(), 2);
     assert!(store.delete("limiter", "stripe").await.unwrap());
     assert!(!store.delete("limiter", "stripe").await.unwrap());
 }
 
 pub async fn close_flushes_and_refuses_writes(store: &impl Store) {
-    store.append("before", &event("before", "t.a", 0)).await.unwrap();
+    store
+        .append("before", &event("before", "t.a", 0))
+        .await
+        .unwrap();
     store.ping().await.unwrap();
     store.close().await.unwrap();
     let after = store.append("after", &event("after", "t.a", 0)).await;

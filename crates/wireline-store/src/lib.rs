@@ -137,7 +137,12 @@ pub trait StateStore: Send + Sync {
     ) -> Result<IdempotencyClaim, StoreError>;
 
     /// Stores the result of a claimed key; later claims with the same fingerprint get it.
-    async fn idempotency_complete(&self, scope: &str, key: &str, result: &[u8]) -> Result<(), StoreError>;
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        result: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// Gives up a claimed key (the request failed in a way that may be retried).
     async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
@@ -158,7 +163,12 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// A keyed value, unless absent or expired at `now`.
-    async fn get(&self, namespace: &str, key: &str, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Removes a keyed value; true if it was there.
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError>;

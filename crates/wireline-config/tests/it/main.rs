@@ -7,12 +7,20 @@ use secrecy::ExposeSecret;
 use wireline_config::{Env, Finding, Loaded, STARTER_CONFIG, load, load_str};
 
 fn env(vars: &[(&str, &str)]) -> Env {
-    Env::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+    Env::from_map(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    )
 }
 
 fn load_text(text: &str) -> Result<Loaded, Vec<Finding>> {
     let dir = std::env::temp_dir().join("wireline-config-tests-no-dotenv");
-    load_str(text, &dir.join("wireline.toml"), &env(&[("TOKEN", "t0ken-value"), ("KEY", "key-value")]))
+    load_str(
+        text,
+        &dir.join("wireline.toml"),
+        &env(&[("TOKEN", "t0ken-value"), ("KEY", "key-value")]),
+    )
 }
 
 /// One bad config: the first error must sit at `line:column`, name `key_path`, and say
@@ -29,7 +37,10 @@ fn check_error(text: &str, position: (usize, usize), key_path: &str, fragment: &
     let shown = error.to_string();
     assert_eq!((error.line, error.column), position, "{shown}");
     assert_eq!(error.key_path, key_path, "{shown}");
-    assert!(shown.contains(fragment), "expected {fragment:?} in: {shown}");
+    assert!(
+        shown.contains(fragment),
+        "expected {fragment:?} in: {shown}"
+    );
     assert!(!shown.contains('\n'), "not one line: {shown}");
     assert!(shown.contains("wireline.toml:"), "{shown}");
 }
@@ -37,9 +48,24 @@ fn check_error(text: &str, position: (usize, usize), key_path: &str, fragment: &
 #[test]
 fn bad_configs_are_located_and_explained() {
     check_error("[server\nlisten = 1", (1, 8), "", "");
-    check_error("[server]\nlisen = \"127.0.0.1:1\"\n", (2, 1), "server.lisen", "unknown field `lisen`");
-    check_error("[server]\nlisten = 7480\n", (2, 10), "server.listen", "invalid type");
-    check_error("[server]\nbody_limit = \"1024\"\n", (2, 14), "server.body_limit", "e.g. \"512KiB\"");
+    check_error(
+        "[server]\nlisen = \"127.0.0.1:1\"\n",
+        (2, 1),
+        "server.lisen",
+        "unknown field `lisen`",
+    );
+    check_error(
+        "[server]\nlisten = 7480\n",
+        (2, 10),
+        "server.listen",
+        "invalid type",
+    );
+    check_error(
+        "[server]\nbody_limit = \"1024\"\n",
+        (2, 14),
+        "server.body_limit",
+        "e.g. \"512KiB\"",
+    );
     check_error(
         "[services.s]\nbase_url = \"https://x.test\"\ntimeout = \"30\"\n",
         (3, 11),
@@ -123,7 +149,9 @@ fn bad_configs_are_located_and_explained() {
 #[test]
 fn errors_never_repeat_a_literal_secret() {
     let secret = "my-very-secret-literal-value";
-    let text = format!("[agents.bot]\ntoken = \"{secret}\"\n[services.s]\nbase_url = \"https://x.test\"\nauth = {{ bearer = \"{secret}\" }}\n");
+    let text = format!(
+        "[agents.bot]\ntoken = \"{secret}\"\n[services.s]\nbase_url = \"https://x.test\"\nauth = {{ bearer = \"{secret}\" }}\n"
+    );
     let findings = load_text(&text).err().unwrap_or_default();
     assert!(!findings.is_empty());
     for finding in findings {
@@ -142,7 +170,11 @@ fn all_independent_errors_are_reported_at_once() {
 #[test]
 fn secrets_resolve_from_env_then_dotenv_then_files() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join(".env"), "FROM_DOTENV=dotenv-value\nBOTH=dotenv-loses\n").expect("write .env");
+    std::fs::write(
+        dir.path().join(".env"),
+        "FROM_DOTENV=dotenv-value\nBOTH=dotenv-loses\n",
+    )
+    .expect("write .env");
     std::fs::write(dir.path().join("hook.secret"), "file-value\n").expect("write secret file");
     let config = r#"
 [agents.a]
@@ -160,10 +192,16 @@ secret = "${file:hook.secret}"
 "#;
     let path = dir.path().join("wireline.toml");
     std::fs::write(&path, config).expect("write config");
-    let loaded = load(&path, &env(&[("FROM_PROCESS", "process-value"), ("BOTH", "process-wins")]))
-        .unwrap_or_else(|findings| panic!("{findings:#?}"));
+    let loaded = load(
+        &path,
+        &env(&[("FROM_PROCESS", "process-value"), ("BOTH", "process-wins")]),
+    )
+    .unwrap_or_else(|findings| panic!("{findings:#?}"));
     let value = |secret: &wireline_config::Secret| {
-        secret.value().map(|v| v.expose_secret().to_owned()).unwrap_or_default()
+        secret
+            .value()
+            .map(|v| v.expose_secret().to_owned())
+            .unwrap_or_default()
     };
     let c = &loaded.config;
     assert_eq!(value(&c.agents["a"].token), "dotenv-value");
@@ -174,7 +212,10 @@ secret = "${file:hook.secret}"
     assert_eq!(value(&basic.password), "process-value");
     let webhook = c.services["s"].webhook.as_ref().expect("webhook");
     assert_eq!(value(&webhook.secret), "file-value");
-    assert!(!format!("{c:?}").contains("value"), "Debug must not show secret values: {c:?}");
+    assert!(
+        !format!("{c:?}").contains("value"),
+        "Debug must not show secret values: {c:?}"
+    );
     assert_eq!(loaded.storage_path(), dir.path().join("wireline.db"));
 }
 
@@ -187,24 +228,39 @@ fn the_starter_config_passes_with_the_env_example_filled_in() {
     )
     .unwrap_or_else(|findings| panic!("{findings:#?}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    for line in wireline_config::STARTER_ENV_EXAMPLE.lines().filter(|l| !l.starts_with('#')) {
+    for line in wireline_config::STARTER_ENV_EXAMPLE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+    {
         let name = line.split('=').next().unwrap_or_default();
-        assert!(STARTER_CONFIG.contains(&format!("${{env:{name}}}")), "{name} unused");
+        assert!(
+            STARTER_CONFIG.contains(&format!("${{env:{name}}}")),
+            "{name} unused"
+        );
     }
 }
 
 #[test]
 fn warnings_do_not_stop_a_config() {
-    let loaded = load_text("[agents.idle]\ntoken = \"${env:TOKEN}\"\n").unwrap_or_else(|f| panic!("{f:#?}"));
+    let loaded =
+        load_text("[agents.idle]\ntoken = \"${env:TOKEN}\"\n").unwrap_or_else(|f| panic!("{f:#?}"));
     assert_eq!(loaded.warnings.len(), 1);
-    assert!(loaded.warnings[0].to_string().contains("warning: agents.idle.scopes: this agent has no scopes"));
+    assert!(
+        loaded.warnings[0]
+            .to_string()
+            .contains("warning: agents.idle.scopes: this agent has no scopes")
+    );
 }
 
 #[test]
 fn the_schema_carries_the_doc_comments() {
     let schema = wireline_config::json_schema();
     let listen = &schema["$defs"]["Server"]["properties"]["listen"];
-    assert!(listen["description"].as_str().is_some_and(|d| d.contains("Address and port")));
+    assert!(
+        listen["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Address and port"))
+    );
     assert_eq!(listen["default"], "127.0.0.1:7480");
     assert_eq!(schema["$defs"]["Server"]["additionalProperties"], false);
 }

@@ -70,7 +70,9 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), String> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
-        let transaction = connection.transaction().map_err(|error| error.to_string())?;
+        let transaction = connection
+            .transaction()
+            .map_err(|error| error.to_string())?;
         transaction
             .execute_batch(sql)
             .and_then(|()| transaction.pragma_update(None, "user_version", version))

@@ -73,7 +73,11 @@ impl SqliteStore {
             ));
         }
         if path.is_dir() {
-            return Err(open_error(path, "it is a folder", "point [storage] path at a file"));
+            return Err(open_error(
+                path,
+                "it is a folder",
+                "point [storage] path at a file",
+            ));
         }
         let mut connection = Connection::open_with_flags(
             path,
@@ -83,8 +87,13 @@ impl SqliteStore {
         )
         .map_err(|error| open_error(path, error, FIX_WRITABLE))?;
         configure(&connection).map_err(|error| classify_open(path, error))?;
-        migrations::migrate(&mut connection)
-            .map_err(|cause| open_error(path, cause, "restore a backup or point [storage] path at a new file"))?;
+        migrations::migrate(&mut connection).map_err(|cause| {
+            open_error(
+                path,
+                cause,
+                "restore a backup or point [storage] path at a new file",
+            )
+        })?;
 
         let (commands, receiver) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
@@ -217,7 +226,8 @@ fn seq(offset: Offset) -> i64 {
 impl EventLog for SqliteStore {
     async fn append(&self, dedupe_id: &str, event: &Event) -> Result<Appended, StoreError> {
         // Serialize on the caller's task, so the writer thread only runs SQL.
-        let body = serde_json::to_string(event).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let body =
+            serde_json::to_string(event).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let dedupe_id = dedupe_id.to_owned();
         let ty = event.ty.clone();
         let source = event.source.clone();
@@ -280,7 +290,10 @@ impl EventLog for SqliteStore {
 
     async fn head(&self) -> Result<Offset, StoreError> {
         self.read(|connection| {
-            let seq: i64 = connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0))?;
+            let seq: i64 =
+                connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+                    row.get(0)
+                })?;
             Ok(offset(seq))
         })
         .await
@@ -351,7 +364,12 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn idempotency_complete(&self, scope: &str, key: &str, result: &[u8]) -> Result<(), StoreError> {
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        result: &[u8],
+    ) -> Result<(), StoreError> {
         let (scope, key, result) = (scope.to_owned(), key.to_owned(), result.to_vec());
         self.write(move |connection| {
             connection
@@ -366,7 +384,9 @@ impl StateStore for SqliteStore {
         let (scope, key) = (scope.to_owned(), key.to_owned());
         self.write(move |connection| {
             connection
-                .prepare_cached("DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND result IS NULL")?
+                .prepare_cached(
+                    "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND result IS NULL",
+                )?
                 .execute(params![scope, key])?;
             Ok(())
         })
@@ -398,7 +418,13 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn put(&self, namespace: &str, key: &str, value: &[u8], expires: Option<Timestamp>) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expires: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
         let (namespace, key, value) = (namespace.to_owned(), key.to_owned(), value.to_vec());
         let expires = expires.map(micros);
         self.write(move |connection| {
@@ -413,7 +439,12 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn get(&self, namespace: &str, key: &str, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let (namespace, key) = (namespace.to_owned(), key.to_owned());
         self.read(move |connection| {
             Ok(connection
@@ -467,7 +498,13 @@ impl Store for SqliteStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        if self.inner.commands.send(Command::Close(reply)).await.is_err() {
+        if self
+            .inner
+            .commands
+            .send(Command::Close(reply))
+            .await
+            .is_err()
+        {
             return Ok(()); // already closed
         }
         answer.await.map_err(|_| StoreError::Closed)?

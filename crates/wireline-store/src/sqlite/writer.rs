@@ -32,11 +32,17 @@ pub(crate) enum Command {
 }
 
 /// Runs the writer loop on the current thread until the channel closes or `Close` arrives.
-pub(crate) fn run(connection: Connection, mut commands: mpsc::Receiver<Command>, stats: &WriterStats) {
+pub(crate) fn run(
+    connection: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    stats: &WriterStats,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut close = None;
     while close.is_none() {
-        let Some(first) = commands.blocking_recv() else { break };
+        let Some(first) = commands.blocking_recv() else {
+            break;
+        };
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {

@@ -15,7 +15,10 @@ fn check_open_error(path: &Path, fragments: &[&str]) {
         Err(error) => error.to_string(),
     };
     for fragment in fragments {
-        assert!(error.contains(fragment), "expected {fragment:?} in: {error}");
+        assert!(
+            error.contains(fragment),
+            "expected {fragment:?} in: {error}"
+        );
     }
     assert!(!error.contains('\n'), "{error}");
 }
@@ -25,8 +28,14 @@ fn unusable_paths_are_explained() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a folder").expect("write");
-    check_open_error(&dir.path().join("missing/wireline.db"), &["does not exist", "create the folder"]);
-    check_open_error(&file.join("wireline.db"), &["does not exist", "change [storage] path"]);
+    check_open_error(
+        &dir.path().join("missing/wireline.db"),
+        &["does not exist", "create the folder"],
+    );
+    check_open_error(
+        &file.join("wireline.db"),
+        &["does not exist", "change [storage] path"],
+    );
     check_open_error(dir.path(), &["is a folder"]);
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![b'x'; 8192]).expect("write");
@@ -38,19 +47,35 @@ async fn reopening_keeps_events_and_continues_offsets() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("w.db");
     let store = SqliteStore::open(&path).expect("open");
-    store.append("a", &event("a", "t.a", 0)).await.expect("append");
+    store
+        .append("a", &event("a", "t.a", 0))
+        .await
+        .expect("append");
     store.close().await.expect("close");
     let store = SqliteStore::open(&path).expect("reopen");
-    let b = store.append("b", &event("b", "t.a", 1)).await.expect("append");
+    let b = store
+        .append("b", &event("b", "t.a", 1))
+        .await
+        .expect("append");
     assert_eq!(b.offset, Offset(2));
-    assert!(store.append("a", &event("a", "t.a", 0)).await.expect("append").duplicate);
+    assert!(
+        store
+            .append("a", &event("a", "t.a", 0))
+            .await
+            .expect("append")
+            .duplicate
+    );
 }
 
 #[tokio::test]
 async fn a_database_from_a_newer_wireline_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("w.db");
-    SqliteStore::open(&path).expect("open").close().await.expect("close");
+    SqliteStore::open(&path)
+        .expect("open")
+        .close()
+        .await
+        .expect("close");
     set_user_version(&path, 999);
     check_open_error(&path, &["schema version 999", "upgrade wireline"]);
 }
@@ -75,7 +100,10 @@ async fn crash_child_appends_until_killed() {
         tasks.push(tokio::spawn(async move {
             for n in 0.. {
                 let id = format!("p{producer}-{n}");
-                let appended = store.append(&id, &event(&id, "t.crash", 0)).await.expect("append");
+                let appended = store
+                    .append(&id, &event(&id, "t.crash", 0))
+                    .await
+                    .expect("append");
                 println!("ACK {id} {}", appended.offset);
             }
         }));
@@ -91,7 +119,12 @@ fn acknowledged_appends_survive_a_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("crash.db");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "sqlite::crash_child_appends_until_killed", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sqlite::crash_child_appends_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("WIRELINE_CRASH_CHILD_DB", &path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -121,7 +154,11 @@ fn acknowledged_appends_survive_a_kill_9() {
             .collect();
         for ack in &acknowledged {
             let (id, offset) = ack.split_once(' ').expect("id offset");
-            assert_eq!(stored.get(id).map(|o| o.to_string()).as_deref(), Some(offset), "acknowledged {id} lost");
+            assert_eq!(
+                stored.get(id).map(|o| o.to_string()).as_deref(),
+                Some(offset),
+                "acknowledged {id} lost"
+            );
         }
         store.ping().await.expect("ready");
     });

@@ -1,0 +1,86 @@
+//! The command line: commands, flags, and their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Wireline: the integration layer between AI agents and the services they act on.
+///
+/// One binary, one wireline.toml: agents call services through Wireline, and receive the
+/// services' events from it, with every connection authenticated, scoped, rate-limited,
+/// retried, circuit-broken, deduplicated and recorded.
+#[derive(Debug, Parser)]
+#[command(name = "wireline", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "WIRELINE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people: one readable line per event.
+    Pretty,
+    /// For machines: one JSON object per line.
+    Json,
+}
+
+/// The config file flag every command that reads one shares.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(short, long, default_value = "wireline.toml", env = "WIRELINE_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter wireline.toml, .env.example and .env into DIR.
+    Init {
+        /// The folder to write into (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Replace an existing wireline.toml and .env.example.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the config and print every finding; exit 1 if any is an error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Start the server.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
+    Schema {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
+        format: SchemaFormat,
+    },
+}
+
+/// What `wireline schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    /// JSON Schema (draft 2020-12), for Taplo / Even Better TOML.
+    Json,
+    /// The Markdown reference (docs/configuration.md).
+    Markdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,45 @@
+//! One file per command; each returns `anyhow::Result` and leaves printing the error to main.
+
+mod check;
+mod init;
+mod run;
+mod schema;
+
+use std::path::Path;
+
+use anyhow::bail;
+use wireline_config::{Env, Finding, Loaded};
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { dir, force } => init::run(&dir, force),
+        Command::Check { config } => check::run(&config.config),
+        Command::Run { config } => run::run(&config.config, cli.log_format),
+        Command::Schema { format } => schema::run(format),
+    }
+}
+
+/// Loads the config for a command that needs a valid one; the error is one line: the first
+/// error, and how many more `check` would show.
+fn load_config(path: &Path) -> anyhow::Result<Loaded> {
+    match wireline_config::load(path, &Env::process()) {
+        Ok(loaded) => Ok(loaded),
+        Err(findings) => {
+            let errors: Vec<&Finding> = findings.iter().filter(|f| f.is_error()).collect();
+            let Some(first) = errors.first() else {
+                bail!("{} could not be loaded", path.display());
+            };
+            if errors.len() == 1 {
+                bail!("{first}");
+            }
+            bail!(
+                "{first} (and {} more errors: run `wireline check -c {}`)",
+                errors.len() - 1,
+                path.display()
+            );
+        }
+    }
+}

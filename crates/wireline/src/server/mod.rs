@@ -1,0 +1,211 @@
+//! The HTTP server: one listener, the routes, the middleware stack, and graceful shutdown.
+//!
+//! Routes here are the frame's own (`/healthz`, `/readyz`, `/metrics`); the patterns mount
+//! theirs (`/hooks`, `/proxy`, `/v1`) into [`router`] as they arrive.
+
+mod problem;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+use wireline_config::Loaded;
+use wireline_core::{Problem, ProblemKind, Size};
+use wireline_store::Store;
+use wireline_store::sqlite::SqliteStore;
+
+use crate::telemetry;
+pub use problem::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<dyn Store>,
+    metrics: PrometheusHandle,
+}
+
+/// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
+/// requests (up to `[server] shutdown_grace`) and closes the store.
+pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    let server_config = loaded.config.server.clone();
+    let metrics = telemetry::init_metrics()?;
+    let store_path = loaded.storage_path();
+    let store = SqliteStore::open(&store_path)?;
+    let listener = match TcpListener::bind(server_config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = store.close().await;
+            return Err(bind_error(server_config.listen, &error));
+        }
+    };
+    let address = listener.local_addr()?;
+    let state = AppState {
+        store: Arc::new(store.clone()),
+        metrics,
+    };
+    let app = router(state, server_config.body_limit);
+    info!(%address, storage = %store_path.display(), version = env!("CARGO_PKG_VERSION"), "wireline listening");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        signal = shutdown_signal() => {
+            info!(signal, "shutting down: no new connections, draining in-flight requests");
+        }
+        finished = &mut server => {
+            let _ = store.close().await;
+            finished.context("the server task failed")?.context("the server stopped")?;
+            anyhow::bail!("the server stopped without a shutdown signal");
+        }
+    }
+    let _ = stop.send(());
+    let grace = server_config.shutdown_grace.get();
+    match tokio::time::timeout(grace, server).await {
+        Ok(finished) => finished
+            .context("the server task failed")?
+            .context("the server failed while draining")?,
+        Err(_) => {
+            warn!(grace = %server_config.shutdown_grace, "in-flight requests still running after the grace period; stopping anyway")
+        }
+    }
+    store
+        .close()
+        .await
+        .context("flushing the store at shutdown failed")?;
+    info!("stopped");
+    Ok(())
+}
+
+fn bind_error(address: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    let fix = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "stop the other process, or set [server] listen to a free port"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; use a port above 1024 in [server] listen"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; use 127.0.0.1 or one of its own addresses in [server] listen"
+        }
+        _ => "check [server] listen",
+    };
+    anyhow::anyhow!("cannot listen on {address}: {error}; {fix}")
+}
+
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = interrupt => name,
+        name = terminate => name,
+    }
+}
+
+/// The router with its middleware. Layers run outside-in in the order listed by `.layer`
+/// calls from the bottom up; each comment says why it sits where it sits.
+pub fn router(state: AppState, body_limit: Size) -> Router {
+    let limit = usize::try_from(body_limit.bytes()).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .with_state(state)
+        // Innermost: refuse oversized bodies before any handler reads them.
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        // Turn every bare error status (413 from the limit, 404, ...) into problem+json, so
+        // clients see one error format whatever produced the error.
+        .layer(middleware::map_response_with_state(
+            body_limit,
+            problem::bare_errors_to_problems,
+        ))
+        // Metrics see the final status, problems included.
+        .layer(middleware::from_fn(track_metrics))
+        .layer(TraceLayer::new_for_http())
+        // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
+        .layer(CatchPanicLayer::custom(problem::panic_to_problem))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(Json(serde_json::json!({ "status": "ready" }))),
+        Err(error) => {
+            warn!(%error, "not ready: storage unreachable");
+            Err(ApiError(
+                Problem::new(
+                    ProblemKind::StoreUnavailable,
+                    "the store cannot be reached; retry shortly",
+                )
+                .with_retry_after(5),
+            ))
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+/// `wireline_http_requests_total` and `wireline_http_request_duration_seconds`, by method,
+/// route template (never the raw path: bounded label values) and status.
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("wireline_http_requests_total", &labels).increment(1);
+    metrics::histogram!("wireline_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,125 @@
+//! End-to-end tests of the `wireline` binary: commands, exit codes, the server, shutdown, and
+//! that no secret value ever reaches the output.
+
+mod cli;
+mod server;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The `wireline` binary under test, with a clean environment for config and logs.
+pub fn wireline() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wireline"));
+    command
+        .env_remove("WIRELINE_CONFIG")
+        .env_remove("WIRELINE_LOG")
+        .env_remove("WIRELINE_LOG_FORMAT");
+    command
+}
+
+/// Runs `wireline ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    wireline().args(args).output().expect("wireline runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `wireline run`, its address read from its JSON log.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Server {
+    pub fn start(config: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut child = wireline()
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(config)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wireline run starts");
+        let (sender, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            address: String::new(),
+            lines,
+            log: Vec::new(),
+        };
+        let line = server.wait_for_log("wireline listening");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        server.address = parsed["address"]
+            .as_str()
+            .expect("address field")
+            .to_owned();
+        server
+    }
+
+    /// Waits (bounded) for a log line containing `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code and all output.
+    pub fn terminate(self) -> (Option<i32>, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.terminate_after_signal()
+    }
+
+    /// Waits for a process already signalled to exit; returns the exit code and all output.
+    pub fn terminate_after_signal(mut self) -> (Option<i32>, String) {
+        let exit = self.child.wait().expect("wait");
+        // The reader threads end at EOF; drain what they read.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        (exit.code(), self.log.join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
