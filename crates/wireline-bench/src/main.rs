@@ -1,1 +1,262 @@
-fn main() {}
+//! `wireline-bench`: benchmarks of Wireline's hot paths, printed as the Markdown rows that go
+//! into BENCHMARKS.md. A benchmark, not a test: CI only builds it.
+//!
+//! `cargo run --release -p wireline-bench -- store` measures the event log: durable append
+//! throughput with 1 and with 64 concurrent producers (1 KiB payloads), append latency
+//! percentiles, and sequential read throughput; each against a baseline in the same run (plain
+//! rusqlite, one durable transaction per append, which is what group commit replaces). Each
+//! figure is the median of `--runs` runs on a fresh database.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wireline_core::{Event, Offset};
+use wireline_store::sqlite::SqliteStore;
+use wireline_store::{EventLog, Store};
+
+#[derive(Parser)]
+#[command(name = "wireline-bench", about = "Benchmarks of Wireline's hot paths")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The event log: append throughput and latency, sequential reads.
+    Store {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Events appended by the 64 producers together, per run.
+        #[arg(long, default_value_t = 64_000)]
+        events: usize,
+        /// Events appended by the single producer, per run.
+        #[arg(long, default_value_t = 2_000)]
+        single_events: usize,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        payload: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Store {
+            runs,
+            events,
+            single_events,
+            payload,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(store(runs, events, single_events, payload))
+        }
+    }
+}
+
+fn event(n: usize, payload: &str) -> Event {
+    Event::new(
+        format!("evt_{n}"),
+        "wireline://bench",
+        "bench.event.created",
+        jiff::Timestamp::now(),
+        serde_json::json!({ "n": n, "payload": payload }),
+    )
+}
+
+struct Run {
+    per_second: f64,
+    latencies: Vec<Duration>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// `producers` tasks append `total` events together; every append awaited (durable).
+async fn appends(
+    store: &SqliteStore,
+    producers: usize,
+    total: usize,
+    payload: &str,
+) -> anyhow::Result<Run> {
+    let payload: Arc<str> = Arc::from(payload);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for producer in 0..producers {
+        let store = store.clone();
+        let payload = Arc::clone(&payload);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total / producers);
+            for n in (producer..total).step_by(producers) {
+                let event = event(n, &payload);
+                let begun = Instant::now();
+                store.append(&event.id, &event).await?;
+                latencies.push(begun.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(Run {
+        per_second: total as f64 / elapsed.as_secs_f64(),
+        latencies,
+    })
+}
+
+/// The baseline: one rusqlite connection, WAL, synchronous=FULL, one transaction per append.
+fn baseline_appends(path: &Path, total: usize, payload: &str) -> anyhow::Result<Run> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.execute_batch(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, time_us INTEGER NOT NULL, body TEXT NOT NULL)",
+    )?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(total);
+    for n in 0..total {
+        let begun = Instant::now();
+        let event = event(n, payload);
+        let body = serde_json::to_string(&event)?;
+        connection.execute(
+            "INSERT INTO events (dedupe_id, type, time_us, body) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![event.id, event.ty, event.time.as_microsecond(), body],
+        )?;
+        latencies.push(begun.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(Run {
+        per_second: total as f64 / elapsed.as_secs_f64(),
+        latencies,
+    })
+}
+
+/// Reads the whole log in pages of 1000; returns events/s, optionally parsing each event.
+async fn sequential_read(store: &SqliteStore, parse: bool) -> anyhow::Result<(f64, usize)> {
+    let started = Instant::now();
+    let mut after = Offset::START;
+    let mut count = 0;
+    loop {
+        let page = store.read(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        count += page.len();
+        if parse {
+            for stored in &page {
+                std::hint::black_box(stored.event()?);
+            }
+        }
+    }
+    Ok((count as f64 / started.elapsed().as_secs_f64(), count))
+}
+
+async fn store(
+    runs: usize,
+    events: usize,
+    single_events: usize,
+    payload_size: usize,
+) -> anyhow::Result<()> {
+    let payload = "x".repeat(payload_size);
+    let mut figures: Vec<(&str, Vec<f64>, &str)> = vec![
+        (
+            "baseline: rusqlite, 1 transaction per append, 1 producer",
+            vec![],
+            "appends/s",
+        ),
+        ("SqliteStore append, 1 producer", vec![], "appends/s"),
+        ("SqliteStore append, 64 producers", vec![], "appends/s"),
+        ("baseline append latency p50, 1 producer", vec![], "ms"),
+        ("baseline append latency p99, 1 producer", vec![], "ms"),
+        ("SqliteStore append latency p50, 1 producer", vec![], "ms"),
+        ("SqliteStore append latency p99, 1 producer", vec![], "ms"),
+        ("SqliteStore append latency p50, 64 producers", vec![], "ms"),
+        ("SqliteStore append latency p99, 64 producers", vec![], "ms"),
+        (
+            "SqliteStore mean batch size, 64 producers",
+            vec![],
+            "appends/commit",
+        ),
+        (
+            "SqliteStore sequential read (raw CloudEvents JSON)",
+            vec![],
+            "events/s",
+        ),
+        (
+            "SqliteStore sequential read + parse to Event",
+            vec![],
+            "events/s",
+        ),
+    ];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for run in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let baseline = baseline_appends(&dir.path().join("baseline.db"), single_events, &payload)?;
+
+        let single_store = SqliteStore::open(&dir.path().join("single.db")).context("open")?;
+        let single = appends(&single_store, 1, single_events, &payload).await?;
+        single_store.close().await?;
+
+        let store = SqliteStore::open(&dir.path().join("many.db")).context("open")?;
+        let many = appends(&store, 64, events, &payload).await?;
+        let stats = store.writer_stats();
+        let batches = stats
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let jobs = stats.jobs.load(std::sync::atomic::Ordering::Relaxed);
+        let (raw, count) = sequential_read(&store, false).await?;
+        let (parsed, _) = sequential_read(&store, true).await?;
+        anyhow::ensure!(count == events, "read {count} of {events} events");
+        store.close().await?;
+
+        let values = [
+            baseline.per_second,
+            single.per_second,
+            many.per_second,
+            ms(percentile(&baseline.latencies, 0.5)),
+            ms(percentile(&baseline.latencies, 0.99)),
+            ms(percentile(&single.latencies, 0.5)),
+            ms(percentile(&single.latencies, 0.99)),
+            ms(percentile(&many.latencies, 0.5)),
+            ms(percentile(&many.latencies, 0.99)),
+            jobs as f64 / batches as f64,
+            raw,
+            parsed,
+        ];
+        for (figure, value) in figures.iter_mut().zip(values) {
+            figure.1.push(value);
+        }
+        eprintln!("run {}/{runs} done", run + 1);
+    }
+    println!("| measurement | median of {runs} runs | unit | all runs |");
+    println!("| --- | ---: | --- | --- |");
+    for (name, values, unit) in figures {
+        let all: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        let median = median(values);
+        let shown = if median >= 100.0 {
+            format!("{median:.0}")
+        } else {
+            format!("{median:.2}")
+        };
+        println!("| {name} | {shown} | {unit} | {} |", all.join(", "));
+    }
+    Ok(())
+}

@@ -9,9 +9,12 @@ use rusqlite::Connection;
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[
     // 1: the event log, subscriber offsets, idempotency records, poll cursors, keyed state.
+    // `seq` is a plain INTEGER PRIMARY KEY (max + 1), not AUTOINCREMENT: that saves a write
+    // to sqlite_sequence per append, and is safe because the log is append-only (retention,
+    // when it comes, never deletes the newest event, so an offset is never handed out twice).
     r#"
     CREATE TABLE events (
-        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq          INTEGER PRIMARY KEY,
         dedupe_id    TEXT    NOT NULL UNIQUE,
         type         TEXT    NOT NULL,
         source       TEXT    NOT NULL,

@@ -1,8 +1,8 @@
 //! The single writer: one thread owns the write connection and commits in groups.
 //!
 //! Callers send jobs over a bounded channel (back-pressure instead of unbounded memory). The
-//! thread takes every job that is waiting, up to [`MAX_BATCH`], runs them in one transaction,
-//! commits, and only then answers each caller. So one fsync covers a whole batch, and no caller
+//! thread runs every job that is waiting, and every job that arrives meanwhile, up to
+//! [`MAX_BATCH`], in one transaction, commits, and only then answers each caller. So one fsync covers a whole batch, and no caller
 //! hears "stored" before its write is durable. Under light load a batch is one job, and latency
 //! is one commit; under heavy load batches grow by themselves.
 //!
@@ -37,27 +37,44 @@ pub(crate) fn run(
     mut commands: mpsc::Receiver<Command>,
     stats: &WriterStats,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut close = None;
     while close.is_none() {
-        let Some(first) = commands.blocking_recv() else {
+        let Some(mut command) = commands.blocking_recv() else {
             break;
         };
-        let mut next = Some(first);
-        while let Some(command) = next.take() {
+        // Jobs run as they arrive, inside one open transaction, and the transaction commits
+        // when the queue is empty (or full): jobs sent while earlier ones run join the same
+        // commit, instead of waiting for the next one.
+        let mut responders: Vec<Responder> = Vec::new();
+        loop {
             match command {
-                Command::Job(job) => batch.push(job),
+                Command::Job(job) => {
+                    if responders.is_empty()
+                        && let Err(error) = connection.execute_batch("BEGIN IMMEDIATE")
+                    {
+                        // The job never ran. Dropping it drops its reply channel, and its
+                        // caller gets a storage error; nothing was written.
+                        error!(%error, "storage transaction could not start");
+                        drop(job);
+                    } else {
+                        responders.push(job(&connection));
+                    }
+                }
                 Command::Close(reply) => {
                     close = Some(reply);
                     break;
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = commands.try_recv().ok();
+            if responders.len() >= MAX_BATCH {
+                break;
+            }
+            match commands.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&connection, &mut batch, stats);
+        if !responders.is_empty() {
+            commit(&connection, responders, stats);
         }
     }
     let result = connection
@@ -73,22 +90,15 @@ pub(crate) fn run(
     debug!("storage writer stopped");
 }
 
-fn commit_batch(connection: &Connection, batch: &mut Vec<Job>, stats: &WriterStats) {
-    let size = batch.len();
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        // The jobs never ran. Dropping them drops their reply channels, and each caller gets
-        // a storage error; nothing was written, so nothing is half-done.
-        error!(error = %error, size, "storage transaction could not start");
-        batch.clear();
-        return;
-    }
-    let responders: Vec<Responder> = batch.drain(..).map(|job| job(connection)).collect();
+fn commit(connection: &Connection, responders: Vec<Responder>, stats: &WriterStats) {
     let outcome = connection.execute_batch("COMMIT").map_err(|error| {
         let _ = connection.execute_batch("ROLLBACK");
         error.to_string()
     });
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.jobs.fetch_add(size as u64, Ordering::Relaxed);
+    stats
+        .jobs
+        .fetch_add(responders.len() as u64, Ordering::Relaxed);
     for respond in responders {
         respond(outcome.clone());
     }
