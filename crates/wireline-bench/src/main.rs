@@ -149,6 +149,51 @@ fn baseline_appends(path: &Path, total: usize, payload: &str) -> anyhow::Result<
     })
 }
 
+/// The concurrent baseline: `producers` threads, each with its own connection, one durable
+/// transaction per append, SQLite's lock arbitrating (what a store without a single writer
+/// does).
+fn baseline_concurrent_appends(
+    path: &Path,
+    producers: usize,
+    total: usize,
+    payload: &str,
+) -> anyhow::Result<f64> {
+    {
+        let connection = rusqlite::Connection::open(path)?;
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        connection.execute_batch(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, time_us INTEGER NOT NULL, body TEXT NOT NULL)",
+        )?;
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = (0..producers)
+        .map(|producer| {
+            let path = path.to_path_buf();
+            let payload = payload.to_owned();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let connection = rusqlite::Connection::open(&path)?;
+                connection.busy_timeout(Duration::from_secs(30))?;
+                connection.pragma_update(None, "synchronous", "FULL")?;
+                for n in (producer..total).step_by(producers) {
+                    let event = event(n, &payload);
+                    let body = serde_json::to_string(&event)?;
+                    connection.execute(
+                        "INSERT INTO events (dedupe_id, type, time_us, body) VALUES (?1, ?2, ?3, ?4)",
+                        rusqlite::params![event.id, event.ty, event.time.as_microsecond(), body],
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("baseline thread panicked"))??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Reads the whole log in pages of 1000; returns events/s, optionally parsing each event.
 async fn sequential_read(store: &SqliteStore, parse: bool) -> anyhow::Result<(f64, usize)> {
     let started = Instant::now();
@@ -182,6 +227,11 @@ async fn store(
             "appends/s",
         ),
         ("SqliteStore append, 1 producer", vec![], "appends/s"),
+        (
+            "baseline: rusqlite, 1 transaction per append, 64 producers (own connections)",
+            vec![],
+            "appends/s",
+        ),
         ("SqliteStore append, 64 producers", vec![], "appends/s"),
         ("baseline append latency p50, 1 producer", vec![], "ms"),
         ("baseline append latency p99, 1 producer", vec![], "ms"),
@@ -209,6 +259,12 @@ async fn store(
     for run in 0..runs {
         let dir = tempfile::tempdir()?;
         let baseline = baseline_appends(&dir.path().join("baseline.db"), single_events, &payload)?;
+        let baseline_many = baseline_concurrent_appends(
+            &dir.path().join("baseline-many.db"),
+            64,
+            events / 4,
+            &payload,
+        )?;
 
         let single_store = SqliteStore::open(&dir.path().join("single.db")).context("open")?;
         let single = appends(&single_store, 1, single_events, &payload).await?;
@@ -230,6 +286,7 @@ async fn store(
         let values = [
             baseline.per_second,
             single.per_second,
+            baseline_many,
             many.per_second,
             ms(percentile(&baseline.latencies, 0.5)),
             ms(percentile(&baseline.latencies, 0.99)),

@@ -42,15 +42,12 @@ pub struct AppState {
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let server_config = loaded.config.server.clone();
     let metrics = telemetry::init_metrics()?;
+    // Bind before opening the store: a port in use then leaves no database file behind.
+    let listener = TcpListener::bind(server_config.listen)
+        .await
+        .map_err(|error| bind_error(server_config.listen, &error))?;
     let store_path = loaded.storage_path();
     let store = SqliteStore::open(&store_path)?;
-    let listener = match TcpListener::bind(server_config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            let _ = store.close().await;
-            return Err(bind_error(server_config.listen, &error));
-        }
-    };
     let address = listener.local_addr()?;
     let state = AppState {
         store: Arc::new(store.clone()),
