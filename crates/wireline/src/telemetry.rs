@@ -4,6 +4,8 @@
 //! No secret reaches either: secrets are `SecretString`s, whose `Debug` is redacted, and no
 //! code formats their exposed value into a field.
 
+use std::io::IsTerminal;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
