@@ -16,7 +16,8 @@ pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_env("WIRELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
