@@ -96,7 +96,15 @@ pub async fn bare_errors_to_problems(
             "internal error; the server log has the details",
         ),
     };
-    problem_response(&problem)
+    let mut rewritten = problem_response(&problem);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The refused body was never read, so this connection cannot carry another request:
+        // say so, or a pooling client reuses it and its next request fails mid-flight.
+        rewritten
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    rewritten
 }
 
 /// For `CatchPanicLayer`: the panic message goes to the log, the client gets a 500 problem.

@@ -74,6 +74,11 @@ async fn serves_health_readiness_metrics_and_problems_then_shuts_down_cleanly() 
         .await
         .expect("413");
     assert_eq!(too_big.status(), 413);
+    assert_eq!(
+        too_big.headers()["connection"],
+        "close",
+        "the unread body makes the connection unusable"
+    );
     let problem: serde_json::Value = too_big.json().await.expect("problem json");
     assert_eq!(
         problem["type"],
