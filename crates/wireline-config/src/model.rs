@@ -43,6 +43,9 @@ pub struct Config {
     /// Environment profiles (`dev`, `staging`, `prod`) with their own guards.
     #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
+    /// Where alerts for a human go.
+    #[serde(default)]
+    pub alerts: Alerts,
 }
 
 /// `[server]`: the one listener for hooks, proxy, agent API, health and metrics.
@@ -115,6 +118,19 @@ pub struct Agent {
     /// What the agent is for, for the architecture document.
     #[serde(default)]
     pub description: Option<String>,
+    /// The agent's own upstream credential per service (`credentials.stripe = { bearer =
+    /// "${env:BOT_STRIPE_KEY}" }`); where absent, the service's `auth` is used.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Auth>,
+}
+
+/// `[alerts]`: where alerts for a human go, besides the event log.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// A URL that receives each alert event as a JSON POST (e.g. a chat webhook).
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `[services.NAME]`: one upstream service, how to authenticate to it, and its policies.
@@ -133,9 +149,37 @@ pub struct Service {
     /// Deadline for one attempt of an outbound call.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// Most calls per window Wireline makes to the service (all agents together).
+    /// The provider's rate limit, all agents together: one window (`"100/s"`) or several
+    /// (`["100/s", "100000/day"]`).
     #[serde(default)]
-    pub rate_limit: Option<Rate>,
+    pub rate_limit: Option<RateLimit>,
+    /// Each agent's own limit on this service, same form as `rate_limit`.
+    #[serde(default)]
+    pub agent_rate_limit: Option<RateLimit>,
+    /// Share of the rate limit kept unused (0.1 keeps 10 % for other clients and skew).
+    #[serde(default = "default_headroom")]
+    pub headroom: f64,
+    /// Longest a call waits for a rate-limit permit before it is refused with 429.
+    #[serde(default = "default_queue_wait")]
+    pub queue_wait: Duration,
+    /// Largest response body accepted from the service.
+    #[serde(default = "default_max_response")]
+    pub max_response: Size,
+    /// An extra CA certificate file (PEM) trusted for this service, e.g. a sandbox's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Idempotency keys: how long records live and the provider's header for the key.
+    #[serde(default)]
+    pub idempotency: Idempotency,
+    /// Alternate services to try, in order, when this one fails (`["ses"]`).
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Serve the last good response for the same read, up to this old, when the service fails.
+    #[serde(default)]
+    pub stale_for: Option<Duration>,
+    /// A static response to give when everything else failed.
+    #[serde(default)]
+    pub fallback_response: Option<StaticResponse>,
     /// How failed calls are retried.
     #[serde(default)]
     pub retry: Retry,
@@ -155,6 +199,106 @@ pub struct Service {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_headroom() -> f64 {
+    0.1
+}
+fn default_queue_wait() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_response() -> Size {
+    Size::from_bytes(10 << 20)
+}
+
+/// One rate-limit window or several.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct RateLimit(
+    /// The windows.
+    #[schemars(with = "RateLimitSchema")]
+    pub Vec<Rate>,
+);
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RateLimitSchema {
+    One(Rate),
+    Several(Vec<Rate>),
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Several(Vec<String>),
+        }
+        let form = Form::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "write a rate (\"100/s\") or a list of rates ([\"100/s\", \"100000/day\"])",
+            )
+        })?;
+        let texts = match form {
+            Form::One(text) => vec![text],
+            Form::Several(texts) if texts.is_empty() => {
+                return Err(serde::de::Error::custom(
+                    "the list of rates is empty; write at least one, e.g. [\"100/s\"]",
+                ));
+            }
+            Form::Several(texts) => texts,
+        };
+        texts
+            .iter()
+            .map(|text| text.parse::<Rate>().map_err(serde::de::Error::custom))
+            .collect::<Result<_, _>>()
+            .map(RateLimit)
+    }
+}
+
+/// `[services.NAME.idempotency]`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idempotency {
+    /// How long a key's record (and its stored response) lives.
+    #[serde(default = "default_idempotency_ttl")]
+    pub ttl: Duration,
+    /// The provider's header for the key (Stripe: `Idempotency-Key`); `""` sends none.
+    #[serde(default = "default_idempotency_header")]
+    pub header: String,
+}
+
+fn default_idempotency_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_idempotency_header() -> String {
+    "Idempotency-Key".to_owned()
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Self {
+            ttl: default_idempotency_ttl(),
+            header: default_idempotency_header(),
+        }
+    }
+}
+
+/// A fixed response for the last fallback.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResponse {
+    /// HTTP status.
+    #[serde(default = "default_static_status")]
+    pub status: u16,
+    /// The JSON body.
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+fn default_static_status() -> u16 {
+    200
 }
 
 /// How Wireline authenticates to a service; exactly one of `bearer`, `basic`, `header` with
@@ -298,6 +442,13 @@ pub struct Retry {
     /// One deadline over all attempts and waits.
     #[serde(default = "default_deadline")]
     pub deadline: Duration,
+    /// Retries allowed as a share of recent requests (0.2 = 20 %), so an outage never
+    /// multiplies load.
+    #[serde(default = "default_budget")]
+    pub budget: f64,
+    /// Retries allowed regardless of traffic, so a quiet service can still retry.
+    #[serde(default = "default_budget_floor")]
+    pub budget_floor: Rate,
 }
 
 fn default_attempts() -> u32 {
@@ -312,6 +463,15 @@ fn default_max_wait() -> Duration {
 fn default_deadline() -> Duration {
     Duration::from_secs(60)
 }
+fn default_budget() -> f64 {
+    0.2
+}
+fn default_budget_floor() -> Rate {
+    Rate {
+        count: 1,
+        per: Duration::from_secs(1),
+    }
+}
 
 impl Default for Retry {
     fn default() -> Self {
@@ -320,6 +480,8 @@ impl Default for Retry {
             backoff: default_backoff(),
             max_wait: default_max_wait(),
             deadline: default_deadline(),
+            budget: default_budget(),
+            budget_floor: default_budget_floor(),
         }
     }
 }
@@ -421,6 +583,21 @@ pub struct Operation {
     /// Whether repeating the call is harmless; defaults to true for GET, HEAD, PUT and DELETE.
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// How parameters not in the path are sent with POST, PUT and PATCH: a JSON body, or a
+    /// form body (Stripe). GET, HEAD and DELETE send them in the query.
+    #[serde(default)]
+    pub body: BodyFormat,
+}
+
+/// How a named operation encodes its body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
 }
 
 /// HTTP methods for named operations.
@@ -488,28 +665,17 @@ impl Config {
         let mut found = Vec::new();
         for (name, agent) in &mut self.agents {
             found.push((format!("agents.{name}.token"), &mut agent.token));
+            for (service, auth) in &mut agent.credentials {
+                auth_secrets(
+                    format!("agents.{name}.credentials.{service}"),
+                    auth,
+                    &mut found,
+                );
+            }
         }
         for (name, service) in &mut self.services {
             if let Some(auth) = &mut service.auth {
-                let at = format!("services.{name}.auth");
-                match auth {
-                    Auth::Bearer(secret) => found.push((format!("{at}.bearer"), secret)),
-                    Auth::Basic(basic) => {
-                        found.push((format!("{at}.basic.password"), &mut basic.password))
-                    }
-                    Auth::Header { value, .. } | Auth::Query { value, .. } => {
-                        found.push((format!("{at}.value"), value))
-                    }
-                    Auth::OAuth2(oauth2) => {
-                        found.push((
-                            format!("{at}.oauth2.client_secret"),
-                            &mut oauth2.client_secret,
-                        ));
-                        if let Some(refresh) = &mut oauth2.refresh_token {
-                            found.push((format!("{at}.oauth2.refresh_token"), refresh));
-                        }
-                    }
-                }
+                auth_secrets(format!("services.{name}.auth"), auth, &mut found);
             }
             if let Some(webhook) = &mut service.webhook {
                 found.push((
@@ -524,5 +690,24 @@ impl Config {
             }
         }
         found
+    }
+}
+
+fn auth_secrets<'a>(at: String, auth: &'a mut Auth, found: &mut Vec<(String, &'a mut Secret)>) {
+    match auth {
+        Auth::Bearer(secret) => found.push((format!("{at}.bearer"), secret)),
+        Auth::Basic(basic) => found.push((format!("{at}.basic.password"), &mut basic.password)),
+        Auth::Header { value, .. } | Auth::Query { value, .. } => {
+            found.push((format!("{at}.value"), value))
+        }
+        Auth::OAuth2(oauth2) => {
+            found.push((
+                format!("{at}.oauth2.client_secret"),
+                &mut oauth2.client_secret,
+            ));
+            if let Some(refresh) = &mut oauth2.refresh_token {
+                found.push((format!("{at}.oauth2.refresh_token"), refresh));
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ pub(crate) fn config(config: &Config) -> Found {
         service_checks(name, service, &mut found);
     }
     scopes(config, &mut found);
+    references(config, &mut found);
     subscriptions(config, &mut found);
     triggers(config, &mut found);
     found
@@ -219,6 +220,81 @@ fn scopes(config: &Config, found: &mut Found) {
                 );
             }
         }
+    }
+}
+
+/// Names that must point at configured services, and values with a range.
+fn references(config: &Config, found: &mut Found) {
+    let known = || {
+        config
+            .services
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (agent_name, agent) in &config.agents {
+        for service in agent.credentials.keys() {
+            if !config.services.contains_key(service) {
+                error(
+                    found,
+                    format!("agents.{agent_name}.credentials.{service}"),
+                    format!(
+                        "credentials for \"{service}\", which is not configured; configured: {}",
+                        known()
+                    ),
+                );
+            }
+        }
+    }
+    for (name, service) in &config.services {
+        let at = format!("services.{name}");
+        for (index, alternate) in service.fallback.iter().enumerate() {
+            if alternate == name {
+                error(
+                    found,
+                    format!("{at}.fallback[{index}]"),
+                    "a service cannot fall back to itself".to_owned(),
+                );
+            } else if !config.services.contains_key(alternate) {
+                error(
+                    found,
+                    format!("{at}.fallback[{index}]"),
+                    format!(
+                        "fallback service \"{alternate}\" is not configured; configured: {}",
+                        known()
+                    ),
+                );
+            }
+        }
+        if !(0.0..=0.9).contains(&service.headroom) {
+            error(
+                found,
+                format!("{at}.headroom"),
+                "headroom is the share kept unused: between 0.0 and 0.9 (e.g. 0.1)".to_owned(),
+            );
+        }
+        if !(0.0..=1.0).contains(&service.retry.budget) {
+            error(
+                found,
+                format!("{at}.retry.budget"),
+                "budget is a share of recent requests: between 0.0 and 1.0 (e.g. 0.2)".to_owned(),
+            );
+        }
+        if let Some(response) = &service.fallback_response
+            && !(100..=599).contains(&response.status)
+        {
+            error(
+                found,
+                format!("{at}.fallback_response.status"),
+                "status must be an HTTP status (100 to 599)".to_owned(),
+            );
+        }
+    }
+    if let Some(url) = &config.alerts.url
+        && let Err(message) = check_url(url)
+    {
+        error(found, "alerts.url".to_owned(), message);
     }
 }
 

@@ -28,6 +28,22 @@ pub enum ProblemKind {
     RateLimited,
     /// The store cannot be reached; retry later.
     StoreUnavailable,
+    /// No such service or operation.
+    UnknownService,
+    /// The proxied path tries to leave the service's base URL.
+    ForbiddenTarget,
+    /// The same idempotency key is still being processed.
+    IdempotencyInFlight,
+    /// The idempotency key was used with a different request.
+    IdempotencyMismatch,
+    /// The upstream service could not be reached.
+    UpstreamUnreachable,
+    /// The upstream service did not answer in time.
+    UpstreamTimeout,
+    /// The service's circuit breaker is open.
+    CircuitOpen,
+    /// No usable credential for the service.
+    CredentialUnavailable,
     /// A bug or an unexpected failure inside Wireline.
     Internal,
 }
@@ -44,6 +60,14 @@ impl ProblemKind {
             Self::BodyTooLarge => "body-too-large",
             Self::RateLimited => "rate-limited",
             Self::StoreUnavailable => "store-unavailable",
+            Self::UnknownService => "unknown-service",
+            Self::ForbiddenTarget => "forbidden-target",
+            Self::IdempotencyInFlight => "idempotency-in-flight",
+            Self::IdempotencyMismatch => "idempotency-mismatch",
+            Self::UpstreamUnreachable => "upstream-unreachable",
+            Self::UpstreamTimeout => "upstream-timeout",
+            Self::CircuitOpen => "circuit-open",
+            Self::CredentialUnavailable => "credential-unavailable",
             Self::Internal => "internal",
         }
     }
@@ -59,6 +83,14 @@ impl ProblemKind {
             Self::BodyTooLarge => 413,
             Self::RateLimited => 429,
             Self::StoreUnavailable => 503,
+            Self::UnknownService => 404,
+            Self::ForbiddenTarget => 400,
+            Self::IdempotencyInFlight => 409,
+            Self::IdempotencyMismatch => 422,
+            Self::UpstreamUnreachable => 502,
+            Self::UpstreamTimeout => 504,
+            Self::CircuitOpen => 503,
+            Self::CredentialUnavailable => 503,
             Self::Internal => 500,
         }
     }
@@ -74,6 +106,14 @@ impl ProblemKind {
             Self::BodyTooLarge => "Request body too large",
             Self::RateLimited => "Too many requests",
             Self::StoreUnavailable => "Storage unavailable",
+            Self::UnknownService => "No such service or operation",
+            Self::ForbiddenTarget => "Target outside the service",
+            Self::IdempotencyInFlight => "Idempotency key in use",
+            Self::IdempotencyMismatch => "Idempotency key reused with another request",
+            Self::UpstreamUnreachable => "Upstream unreachable",
+            Self::UpstreamTimeout => "Upstream timed out",
+            Self::CircuitOpen => "Upstream circuit open",
+            Self::CredentialUnavailable => "Credential unavailable",
             Self::Internal => "Internal error",
         }
     }

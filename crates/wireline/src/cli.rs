@@ -58,6 +58,23 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Call a named operation of a service, as the operator (all scopes, the service's own
+    /// credential), through the same policy stack agents use. Prints the response body.
+    Call {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The service (a key of [services]).
+        service: String,
+        /// The operation (a key of [services.SERVICE.operations]).
+        operation: String,
+        /// A parameter, `name=value`; the value is read as JSON when it parses (numbers,
+        /// true/false), else as a string. Repeat for more.
+        #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// An Idempotency-Key for the call.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
     Schema {
         /// Output format.

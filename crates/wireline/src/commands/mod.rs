@@ -1,5 +1,6 @@
 //! One file per command; each returns `anyhow::Result` and leaves printing the error to main.
 
+mod call;
 mod check;
 mod init;
 mod run;
@@ -19,6 +20,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check::run(&config.config),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
+        Command::Call {
+            config,
+            service,
+            operation,
+            params,
+            idempotency_key,
+        } => call::run(
+            &config.config,
+            &service,
+            &operation,
+            &params,
+            idempotency_key,
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Routes here are the frame's own (`/healthz`, `/readyz`, `/metrics`); the patterns mount
 //! theirs (`/hooks`, `/proxy`, `/v1`) into [`router`] as they arrive.
 
+mod direct;
 mod problem;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 use wireline_config::Loaded;
 use wireline_core::{Problem, ProblemKind, Size};
+use wireline_direct::Direct;
 use wireline_store::Store;
 use wireline_store::sqlite::SqliteStore;
 
@@ -35,6 +37,7 @@ pub use problem::ApiError;
 pub struct AppState {
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
+    direct: Arc<Direct>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -49,9 +52,18 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let store_path = loaded.storage_path();
     let store = SqliteStore::open(&store_path)?;
     let address = listener.local_addr()?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let direct = match Direct::new(&loaded.config, &loaded.base_dir, Arc::clone(&shared)) {
+        Ok(direct) => Arc::new(direct),
+        Err(error) => {
+            let _ = store.close().await;
+            anyhow::bail!("{error}");
+        }
+    };
     let state = AppState {
-        store: Arc::new(store.clone()),
+        store: shared,
         metrics,
+        direct: Arc::clone(&direct),
     };
     let app = router(state, server_config.body_limit);
     info!(%address, storage = %store_path.display(), version = env!("CARGO_PKG_VERSION"), "wireline listening");
@@ -142,6 +154,12 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/proxy/{service}", any(direct::proxy))
+        .route("/proxy/{service}/{*path}", any(direct::proxy))
+        .route(
+            "/v1/operations/{service}/{operation}",
+            post(direct::operation),
+        )
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)

@@ -1,0 +1,130 @@
+//! The outbound HTTP client: the only one in Wireline.
+//!
+//! reqwest on rustls with the `ring` provider (no C toolchain beyond `cc` needed): TLS 1.3
+//! preferred, 1.2 the minimum, certificates always verified against the Mozilla roots
+//! (`webpki-roots`, the same on every machine) plus an optional extra CA file per service for
+//! sandboxes. Plain `http://` is allowed by config validation only for loopback hosts.
+//! Redirects are never followed (a proxy hands 3xx back to the agent; a redirect to another
+//! host could otherwise carry the injected credential away). Connections are pooled; HTTP/2 is
+//! used where the server offers it over ALPN.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use wireline_policy::{AttemptError, Response};
+
+/// Builds a client trusting the Mozilla roots and, if given, the certificates in `ca_file`.
+pub fn build(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certificates = CertificateDer::pem_file_iter(path).map_err(|error| {
+            format!(
+                "cannot read ca_file {} ({error}); give a PEM file of CA certificates",
+                path.display()
+            )
+        })?;
+        let mut added = 0;
+        for certificate in certificates {
+            let certificate = certificate.map_err(|error| {
+                format!("ca_file {} is not valid PEM ({error})", path.display())
+            })?;
+            roots
+                .add(certificate)
+                .map_err(|error| format!("ca_file {}: {error}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "ca_file {} holds no certificate; give a PEM file of CA certificates",
+                path.display()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| format!("TLS setup failed: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|error| format!("cannot build the HTTP client: {}", error.without_url()))
+}
+
+/// One upstream request, ready to send (cloned for each attempt).
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Method.
+    pub method: http::Method,
+    /// Full URL, credential query parameter included.
+    pub url: url::Url,
+    /// Headers, credential included.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Sends one attempt. Errors never include the URL (it may carry a credential in its query).
+pub async fn send(
+    client: &reqwest::Client,
+    request: &Outbound,
+    max_response: u64,
+) -> Result<Response, AttemptError> {
+    let mut response = client
+        .request(request.method.clone(), request.url.clone())
+        .headers(request.headers.clone())
+        .body(request.body.clone())
+        .send()
+        .await
+        .map_err(classify)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if (body.len() + chunk.len()) as u64 > max_response {
+            return Err(AttemptError::Failed(format!(
+                "the response is larger than max_response ({max_response} bytes); raise [services.NAME] max_response"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: body.freeze(),
+    })
+}
+
+fn classify(error: reqwest::Error) -> AttemptError {
+    let connect = error.is_connect();
+    let error = error.without_url();
+    // Walk the sources for the useful part (refused, DNS, certificate).
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        detail = format!("{detail}: {inner}");
+        source = inner.source();
+    }
+    if connect {
+        AttemptError::NotSent(detail)
+    } else {
+        AttemptError::Failed(detail)
+    }
+}

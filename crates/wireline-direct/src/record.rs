@@ -1,0 +1,231 @@
+//! Audit events, alerts and metrics for every call.
+//!
+//! Every call becomes a `wireline.direct.call` event in the log; breaker transitions become
+//! `wireline.direct.breaker` events; what needs a human becomes a `wireline.alert.*` event,
+//! also POSTed to `[alerts] url` if set. Events are appended by one background task so the
+//! agent's reply never waits on the audit write; [`Recorder::shutdown`] drains it before the
+//! store closes, so a clean stop loses no record.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::RngCore;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::warn;
+use wireline_core::Event;
+use wireline_policy::breaker::{BreakerState, Transition};
+use wireline_policy::{Execution, Failure, FallbackUsed, Outcome, Signal};
+use wireline_store::Store;
+
+struct Record {
+    event: Event,
+    alert: bool,
+}
+
+/// The background recorder.
+pub(crate) struct Recorder {
+    sender: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) struct CallRecord<'a> {
+    pub agent: &'a str,
+    pub service: &'a str,
+    pub operation: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub execution: &'a Execution,
+    pub latency: Duration,
+    pub breaker: BreakerState,
+}
+
+fn event_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("wl_{}", hex::encode(bytes))
+}
+
+fn event(ty: &str, service: &str, subject: Option<&str>, data: serde_json::Value) -> Event {
+    let mut event = Event::new(
+        event_id(),
+        format!("wireline://direct/{service}"),
+        ty,
+        Timestamp::now(),
+        data,
+    );
+    event.subject = subject.map(str::to_owned);
+    event
+}
+
+fn outcome_label(execution: &Execution) -> (String, Option<u16>) {
+    match &execution.outcome {
+        Outcome::Response(response) => (
+            format!("{}xx", response.status / 100),
+            Some(response.status),
+        ),
+        Outcome::Failed(failure) => (
+            match failure {
+                Failure::InFlight => "idempotency_in_flight",
+                Failure::KeyMismatch => "idempotency_mismatch",
+                Failure::RateLimited { .. } => "rate_limited",
+                Failure::BreakerOpen { .. } => "breaker_open",
+                Failure::Unreachable { .. } => "unreachable",
+                Failure::Timeout => "timeout",
+                Failure::Store(_) => "store_error",
+            }
+            .to_owned(),
+            None,
+        ),
+    }
+}
+
+fn fallback_label(fallback: &Option<FallbackUsed>) -> Option<String> {
+    fallback.as_ref().map(|used| match used {
+        FallbackUsed::Alternate(name) => format!("service:{name}"),
+        FallbackUsed::Stale { .. } => "stale".to_owned(),
+        FallbackUsed::Static => "static".to_owned(),
+    })
+}
+
+impl Recorder {
+    /// Starts the background task.
+    pub(crate) fn start(
+        store: std::sync::Arc<dyn Store>,
+        client: reqwest::Client,
+        alert_url: Option<String>,
+    ) -> Self {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Record>();
+        let task = tokio::spawn(async move {
+            while let Some(record) = receiver.recv().await {
+                if let Err(error) = store.append(&record.event.id, &record.event).await {
+                    warn!(%error, event_type = %record.event.ty, "audit event not stored");
+                }
+                if record.alert {
+                    warn!(alert = %record.event.ty, data = %record.event.data.as_ref().map(|d| d.to_string()).unwrap_or_default(), "alert");
+                    if let Some(url) = &alert_url {
+                        let sent = client
+                            .post(url)
+                            .header("content-type", "application/cloudevents+json")
+                            .timeout(Duration::from_secs(10))
+                            .body(serde_json::to_vec(&record.event).unwrap_or_default())
+                            .send()
+                            .await;
+                        if let Err(error) = sent {
+                            warn!(error = %error.without_url(), "alert not delivered to [alerts] url");
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            sender: Mutex::new(Some(sender)),
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    fn send(&self, event: Event, alert: bool) {
+        if let Ok(guard) = self.sender.lock()
+            && let Some(sender) = guard.as_ref()
+        {
+            let _ = sender.send(Record { event, alert });
+        }
+    }
+
+    /// A policy signal from `service`'s stack.
+    pub(crate) fn signal(&self, service: &str, signal: Signal) {
+        match signal {
+            Signal::Breaker(Transition { from, to }) => {
+                metrics::gauge!("wireline_direct_breaker_state", "service" => service.to_owned())
+                    .set(to.gauge());
+                metrics::counter!("wireline_direct_breaker_transitions_total", "service" => service.to_owned(), "to" => to.as_str()).increment(1);
+                let data = json!({ "service": service, "from": from.as_str(), "to": to.as_str() });
+                self.send(
+                    event("wireline.direct.breaker", service, None, data.clone()),
+                    false,
+                );
+                if to == BreakerState::Open {
+                    self.send(
+                        event("wireline.alert.breaker_opened", service, None, data),
+                        true,
+                    );
+                }
+            }
+            Signal::Usage { agent, alert } => {
+                let data = json!({ "service": service, "agent": agent, "window": alert.window, "ratio": alert.ratio });
+                self.send(
+                    event(
+                        "wireline.alert.rate_limit_usage",
+                        service,
+                        agent.as_deref(),
+                        data,
+                    ),
+                    true,
+                );
+            }
+        }
+    }
+
+    /// The audit record and metrics of one call.
+    pub(crate) fn call(&self, record: CallRecord<'_>) {
+        let (outcome, status) = outcome_label(record.execution);
+        let fallback = fallback_label(&record.execution.fallback);
+        let service = record.service.to_owned();
+        metrics::counter!("wireline_direct_requests_total", "service" => service.clone(), "agent" => record.agent.to_owned(), "outcome" => outcome.clone()).increment(1);
+        metrics::counter!("wireline_direct_attempts_total", "service" => service.clone())
+            .increment(u64::from(record.execution.attempts));
+        metrics::counter!("wireline_direct_retries_total", "service" => service.clone())
+            .increment(u64::from(record.execution.attempts.saturating_sub(1)));
+        metrics::histogram!("wireline_direct_request_duration_seconds", "service" => service.clone()).record(record.latency.as_secs_f64());
+        if let Some(fallback) = &fallback {
+            metrics::counter!("wireline_direct_fallbacks_total", "service" => service.clone(), "fallback" => fallback.clone()).increment(1);
+        }
+        let data = json!({
+            "agent": record.agent,
+            "service": record.service,
+            "operation": record.operation,
+            "method": record.method,
+            "path": record.path,
+            "status": status,
+            "outcome": outcome,
+            "attempts": record.execution.attempts,
+            "replayed": record.execution.replayed,
+            "latency_ms": record.latency.as_secs_f64() * 1000.0,
+            "queued_ms": record.execution.queued.as_secs_f64() * 1000.0,
+            "breaker": record.breaker.as_str(),
+            "fallback": fallback,
+        });
+        self.send(
+            event(
+                "wireline.direct.call",
+                record.service,
+                Some(record.agent),
+                data,
+            ),
+            false,
+        );
+    }
+
+    /// The chain failed and no fallback was left: a human should know.
+    pub(crate) fn call_failed(&self, agent: &str, service: &str, execution: &Execution) {
+        let (outcome, status) = outcome_label(execution);
+        let data = json!({ "service": service, "agent": agent, "outcome": outcome, "status": status, "attempts": execution.attempts });
+        self.send(
+            event("wireline.alert.call_failed", service, Some(agent), data),
+            true,
+        );
+    }
+
+    /// Stops accepting records and waits until every one sent is stored.
+    pub(crate) async fn shutdown(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}

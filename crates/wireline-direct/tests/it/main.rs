@@ -1,0 +1,558 @@
+//! The Direct API against an in-process upstream on loopback: credentials, scopes, targets,
+//! operations, idempotency, fallbacks, breaker, audit.
+
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::{Value, json};
+use upstream::{Mock, Reply};
+use wireline_config::{Env, load_str};
+use wireline_core::{Offset, ProblemKind};
+use wireline_direct::{Caller, Direct, OperationRequest, ProxyRequest};
+use wireline_store::sqlite::SqliteStore;
+use wireline_store::{EventLog, Store};
+
+const AGENT_TOKEN: &str = "agent-token-1b2c3d";
+const OTHER_TOKEN: &str = "other-token-9z8y7x";
+const SERVICE_KEY: &str = "service-key-5e6f7a";
+const OWN_KEY: &str = "own-key-of-the-bot-42";
+
+struct World {
+    direct: Direct,
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+/// A config with `[agents.bot]` (scopes given) and `[agents.reader]`, plus `services`.
+fn world(services: &str, bot_scopes: &str, bot_extra: &str) -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        r#"
+[agents.bot]
+token = "${{env:AGENT_TOKEN}}"
+scopes = {bot_scopes}
+{bot_extra}
+[agents.reader]
+token = "${{env:OTHER_TOKEN}}"
+scopes = ["events:read"]
+{services}
+"#
+    );
+    let vars: BTreeMap<String, String> = [
+        ("AGENT_TOKEN", AGENT_TOKEN),
+        ("OTHER_TOKEN", OTHER_TOKEN),
+        ("SERVICE_KEY", SERVICE_KEY),
+        ("OWN_KEY", OWN_KEY),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let loaded = load_str(
+        &text,
+        &dir.path().join("wireline.toml"),
+        &Env::from_map(vars),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}\n{text}"));
+    let store = SqliteStore::open(&dir.path().join("w.db")).expect("store");
+    let direct = Direct::new(
+        &loaded.config,
+        Path::new(dir.path()),
+        Arc::new(store.clone()),
+    )
+    .expect("direct");
+    World {
+        direct,
+        store,
+        _dir: dir,
+    }
+}
+
+fn service(name: &str, mock: &Mock, extra: &str) -> String {
+    format!(
+        "[services.{name}]\nbase_url = \"{}/v1\"\nauth = {{ bearer = \"${{env:SERVICE_KEY}}\" }}\n{extra}\n",
+        mock.url()
+    )
+}
+
+fn bot() -> Caller {
+    Caller::Agent("bot".into())
+}
+
+fn proxy(service: &str, method: Method, path_and_query: &str, body: &str) -> ProxyRequest {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .map_or((path_and_query, None), |(p, q)| (p, Some(q.to_owned())));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {AGENT_TOKEN}")).expect("header"),
+    );
+    headers.insert("x-custom", HeaderValue::from_static("kept"));
+    ProxyRequest {
+        caller: bot(),
+        service: service.into(),
+        raw_path: path.into(),
+        raw_query: query,
+        method,
+        headers,
+        body: Bytes::from(body.to_owned()),
+    }
+}
+
+fn header<'a>(reply: &'a http::Response<Bytes>, name: &str) -> Option<&'a str> {
+    reply.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn the_agent_token_is_swapped_for_the_service_credential() {
+    let mock = Mock::start().await;
+    let w = world(
+        &service("svc", &mock, ""),
+        r#"["svc:read", "svc:write"]"#,
+        "",
+    );
+    let reply = w
+        .direct
+        .proxy(proxy("svc", Method::POST, "customers?expand=x", "name=Jo"))
+        .await
+        .expect("reply");
+    assert_eq!(reply.status(), 200);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(
+        (
+            request.method.as_str(),
+            request.path.as_str(),
+            request.query.as_deref()
+        ),
+        ("POST", "/v1/customers", Some("expand=x"))
+    );
+    assert_eq!(
+        request.header("authorization").as_deref(),
+        Some(format!("Bearer {SERVICE_KEY}").as_str())
+    );
+    assert_eq!(
+        request.header("x-custom").as_deref(),
+        Some("kept"),
+        "other headers pass through"
+    );
+    assert_eq!(request.body, "name=Jo");
+    let everything = format!("{request:?}");
+    assert!(
+        !everything.contains(AGENT_TOKEN),
+        "the agent's token never goes upstream"
+    );
+}
+
+#[tokio::test]
+async fn every_auth_method_and_an_agents_own_key() {
+    let mock = Mock::start().await;
+    let services = format!(
+        "[services.basic]\nbase_url = \"{0}\"\nauth = {{ basic = {{ username = \"api\", password = \"${{env:SERVICE_KEY}}\" }} }}\n\
+         [services.hdr]\nbase_url = \"{0}\"\nauth = {{ header = \"X-Api-Key\", value = \"${{env:SERVICE_KEY}}\" }}\n\
+         [services.qry]\nbase_url = \"{0}\"\nauth = {{ query = \"api_key\", value = \"${{env:SERVICE_KEY}}\" }}\n\
+         [services.svc]\nbase_url = \"{0}\"\nauth = {{ bearer = \"${{env:SERVICE_KEY}}\" }}\n",
+        mock.url()
+    );
+    let w = world(
+        &services,
+        r#"["basic:read", "hdr:read", "qry:read", "svc:read"]"#,
+        "credentials.svc = { bearer = \"${env:OWN_KEY}\" }",
+    );
+    for name in ["basic", "hdr", "qry", "svc"] {
+        assert_eq!(
+            w.direct
+                .proxy(proxy(name, Method::GET, "ping?a=1", ""))
+                .await
+                .expect("reply")
+                .status(),
+            200
+        );
+    }
+    let seen = mock.requests();
+    assert_eq!(
+        seen[0].header("authorization").as_deref(),
+        Some("Basic YXBpOnNlcnZpY2Uta2V5LTVlNmY3YQ==")
+    );
+    assert_eq!(seen[1].header("x-api-key").as_deref(), Some(SERVICE_KEY));
+    assert_eq!(
+        seen[2].query.as_deref(),
+        Some(format!("a=1&api_key={SERVICE_KEY}").as_str())
+    );
+    assert_eq!(
+        seen[3].header("authorization").as_deref(),
+        Some(format!("Bearer {OWN_KEY}").as_str()),
+        "the bot's own key"
+    );
+}
+
+#[tokio::test]
+async fn missing_tokens_and_scopes_are_refused_before_anything_leaves() {
+    let mock = Mock::start().await;
+    let w = world(&service("svc", &mock, ""), r#"["svc:read"]"#, "");
+    assert!(w.direct.authenticate(None).is_err());
+    assert_eq!(
+        w.direct
+            .authenticate(Some("Bearer wrong"))
+            .map_err(|p| p.kind),
+        Err(ProblemKind::Unauthorized)
+    );
+    assert_eq!(
+        w.direct
+            .authenticate(Some(&format!("Bearer {AGENT_TOKEN}"))),
+        Ok(bot())
+    );
+    assert_eq!(
+        w.direct
+            .authenticate(Some(&format!("bearer {OTHER_TOKEN}"))),
+        Ok(Caller::Agent("reader".into()))
+    );
+    let refused = w
+        .direct
+        .proxy(proxy("svc", Method::POST, "charges", "{}"))
+        .await
+        .expect_err("no write scope");
+    assert_eq!(refused.kind, ProblemKind::Forbidden);
+    assert!(refused.detail.contains("svc:write"), "{}", refused.detail);
+    let unknown = w
+        .direct
+        .proxy(proxy("nope", Method::GET, "x", ""))
+        .await
+        .expect_err("unknown");
+    assert_eq!(
+        (unknown.kind, unknown.status),
+        (ProblemKind::UnknownService, 404)
+    );
+    assert!(mock.requests().is_empty(), "the upstream was never called");
+}
+
+#[tokio::test]
+async fn paths_cannot_leave_the_base_url_and_redirects_are_not_followed() {
+    let mock = Mock::start().await;
+    let w = world(&service("svc", &mock, ""), r#"["svc:read"]"#, "");
+    for bad in [
+        "../admin",
+        "%2e%2e/admin",
+        "a%2fb",
+        "%252e%252e/x",
+        "/evil.example/x",
+        "http://evil.example/x",
+    ] {
+        let refused = w
+            .direct
+            .proxy(proxy("svc", Method::GET, bad, ""))
+            .await
+            .expect_err(bad);
+        assert_eq!(
+            (refused.kind, refused.status),
+            (ProblemKind::ForbiddenTarget, 400),
+            "{bad}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+    mock.script([Reply::status(302).header("location", "http://127.0.0.2:1/steal")]);
+    let reply = w
+        .direct
+        .proxy(proxy("svc", Method::GET, "moved", ""))
+        .await
+        .expect("reply");
+    assert_eq!(reply.status(), 302, "the redirect goes back to the agent");
+    assert_eq!(mock.requests().len(), 1, "and is not followed");
+}
+
+#[tokio::test]
+async fn named_operations_render_params_and_name_bad_ones() {
+    let mock = Mock::start().await;
+    let ops = r#"
+[services.svc.operations.get_customer]
+method = "GET"
+path = "/customers/{id}"
+[services.svc.operations.refund]
+method = "POST"
+path = "/refunds"
+body = "form"
+"#;
+    let w = world(
+        &service("svc", &mock, ops),
+        r#"["svc:get_customer", "svc:refund"]"#,
+        "",
+    );
+    let call = |operation: &str, params: Value| OperationRequest {
+        caller: bot(),
+        service: "svc".into(),
+        operation: operation.into(),
+        params,
+        idempotency_key: None,
+    };
+    let reply = w
+        .direct
+        .operation(call(
+            "get_customer",
+            json!({"id": "cus_1", "expand": "sources"}),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(reply.status(), 200);
+    let reply = w
+        .direct
+        .operation(call(
+            "refund",
+            json!({"payment_intent": "pi_1", "amount": 500}),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(reply.status(), 200);
+    let seen = mock.requests();
+    assert_eq!(
+        (seen[0].path.as_str(), seen[0].query.as_deref()),
+        ("/v1/customers/cus_1", Some("expand=sources"))
+    );
+    assert_eq!(
+        (seen[1].path.as_str(), seen[1].body.as_str()),
+        ("/v1/refunds", "amount=500&payment_intent=pi_1")
+    );
+    assert_eq!(
+        seen[1].header("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert!(
+        seen[1]
+            .header("idempotency-key")
+            .is_some_and(|k| k.starts_with("wl_")),
+        "a derived key for a non-idempotent operation"
+    );
+
+    // The same refund again is the same intent: replayed, not sent.
+    let again = w
+        .direct
+        .operation(call(
+            "refund",
+            json!({"payment_intent": "pi_1", "amount": 500}),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
+    assert_eq!(mock.requests().len(), 2);
+
+    let missing = w
+        .direct
+        .operation(call("get_customer", json!({})))
+        .await
+        .expect_err("missing param");
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.detail.contains("missing parameter `id`"),
+        "{}",
+        missing.detail
+    );
+    let unknown = w
+        .direct
+        .operation(call("delete_everything", json!({})))
+        .await
+        .expect_err("unknown op");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.detail.contains("get_customer, refund"),
+        "{}",
+        unknown.detail
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_and_refuse_another_body() {
+    let mock = Mock::start().await;
+    let w = world(&service("svc", &mock, ""), r#"["svc:write"]"#, "");
+    let keyed = |body: &str| {
+        let mut request = proxy("svc", Method::POST, "payment_intents", body);
+        request
+            .headers
+            .insert("idempotency-key", HeaderValue::from_static("order-7"));
+        request
+    };
+    let first = w.direct.proxy(keyed("amount=100")).await.expect("reply");
+    let second = w.direct.proxy(keyed("amount=100")).await.expect("reply");
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    assert_eq!(first.body(), second.body());
+    assert_eq!(header(&second, "idempotent-replayed"), Some("true"));
+    assert_eq!(header(&first, "idempotent-replayed"), None);
+    assert_eq!(mock.requests().len(), 1, "one upstream call");
+    assert_eq!(
+        mock.requests()[0].header("idempotency-key").as_deref(),
+        Some("order-7"),
+        "passed to the provider"
+    );
+    let other = w
+        .direct
+        .proxy(keyed("amount=999"))
+        .await
+        .expect_err("mismatch");
+    assert_eq!(
+        (other.kind, other.status),
+        (ProblemKind::IdempotencyMismatch, 422)
+    );
+}
+
+#[tokio::test]
+async fn a_failing_service_falls_back_to_an_alternate_then_stale_then_static() {
+    let primary = Mock::start().await;
+    let alternate = Mock::start().await;
+    let config = format!(
+        "{}{}{}",
+        service(
+            "primary",
+            &primary,
+            "fallback = [\"alternate\"]\nretry = { attempts = 1 }\n"
+        ),
+        service("alternate", &alternate, ""),
+        service(
+            "cached",
+            &primary,
+            "stale_for = \"15m\"\nretry = { attempts = 1 }\nfallback_response = { status = 200, body = { partial = true } }\n"
+        ),
+    );
+    let w = world(&config, r#"["primary:read", "cached:read"]"#, "");
+    primary.script([Reply::status(503)]);
+    let reply = w
+        .direct
+        .proxy(proxy("primary", Method::GET, "status", ""))
+        .await
+        .expect("reply");
+    assert_eq!(
+        (reply.status().as_u16(), header(&reply, "wireline-fallback")),
+        (200, Some("service=alternate"))
+    );
+    assert_eq!(alternate.requests().len(), 1);
+
+    // Stale: a good read first, then the service fails.
+    primary.script([
+        Reply::json(200, json!({"id": "cus_1", "fresh": true})),
+        Reply::status(502),
+    ]);
+    let fresh = w
+        .direct
+        .proxy(proxy("cached", Method::GET, "customers/cus_1", ""))
+        .await
+        .expect("reply");
+    assert_eq!(header(&fresh, "wireline-fallback"), None);
+    let stale = w
+        .direct
+        .proxy(proxy("cached", Method::GET, "customers/cus_1", ""))
+        .await
+        .expect("reply");
+    assert!(
+        header(&stale, "wireline-fallback").is_some_and(|v| v.starts_with("stale; age=")),
+        "{:?}",
+        stale.headers()
+    );
+    assert_eq!(stale.body(), fresh.body());
+    // Another read has nothing stale: the static response.
+    primary.script([Reply::status(502)]);
+    let partial = w
+        .direct
+        .proxy(proxy("cached", Method::GET, "customers/cus_2", ""))
+        .await
+        .expect("reply");
+    assert_eq!(header(&partial, "wireline-fallback"), Some("static"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(partial.body()).expect("json"),
+        json!({"partial": true})
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_service_opens_the_breaker_with_clear_problems() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = format!(
+        "[services.down]\nbase_url = \"http://127.0.0.1:{closed_port}\"\nretry = {{ attempts = 1 }}\ncircuit_breaker = {{ failures = 2, open_for = \"60s\" }}\n"
+    );
+    let w = world(&config, r#"["down:read"]"#, "");
+    for _ in 0..2 {
+        let problem = w
+            .direct
+            .proxy(proxy("down", Method::GET, "x", ""))
+            .await
+            .expect_err("down");
+        assert_eq!(
+            (problem.kind, problem.status),
+            (ProblemKind::UpstreamUnreachable, 502)
+        );
+        assert!(
+            problem.detail.contains("not sent, so retrying is safe"),
+            "{}",
+            problem.detail
+        );
+    }
+    let open = w
+        .direct
+        .proxy(proxy("down", Method::GET, "x", ""))
+        .await
+        .expect_err("open");
+    assert_eq!((open.kind, open.status), (ProblemKind::CircuitOpen, 503));
+    assert!(
+        open.retry_after.is_some_and(|s| s > 0 && s <= 60),
+        "{open:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_service_times_out_with_504() {
+    let mock = Mock::start().await;
+    let w = world(
+        &service(
+            "svc",
+            &mock,
+            "timeout = \"100ms\"\nretry = { attempts = 1 }\n",
+        ),
+        r#"["svc:read"]"#,
+        "",
+    );
+    mock.script([Reply::status(200).delay_ms(2_000)]);
+    let problem = w
+        .direct
+        .proxy(proxy("svc", Method::GET, "slow", ""))
+        .await
+        .expect_err("timeout");
+    assert_eq!(
+        (problem.kind, problem.status),
+        (ProblemKind::UpstreamTimeout, 504)
+    );
+}
+
+#[tokio::test]
+async fn every_call_is_an_audit_event() {
+    let mock = Mock::start().await;
+    let w = world(&service("svc", &mock, ""), r#"["svc:read"]"#, "");
+    w.direct
+        .proxy(proxy("svc", Method::GET, "customers/cus_1", ""))
+        .await
+        .expect("reply");
+    w.direct.shutdown().await;
+    let events = w.store.read(Offset::START, 10).await.expect("read");
+    let call = events
+        .iter()
+        .find(|e| e.ty == "wireline.direct.call")
+        .expect("an audit event");
+    let data = call.event().expect("event").data.expect("data");
+    assert_eq!(data["agent"], "bot");
+    assert_eq!(data["service"], "svc");
+    assert_eq!(data["method"], "GET");
+    assert_eq!(data["path"], "/v1/customers/cus_1");
+    assert_eq!(data["status"], 200);
+    assert_eq!(data["attempts"], 1);
+    assert_eq!(data["breaker"], "closed");
+    assert!(!call.body.contains(SERVICE_KEY) && !call.body.contains(AGENT_TOKEN));
+    w.store.close().await.expect("close");
+}
