@@ -15,10 +15,8 @@ fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    // Wireline's own outbound client: rustls with its provider, no redirects.
+    wireline_direct::client::build(None).expect("client")
 }
 
 #[tokio::test]
