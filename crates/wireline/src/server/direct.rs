@@ -13,7 +13,10 @@ use wireline_direct::{OperationRequest, ProxyRequest, Reply};
 use super::{ApiError, AppState};
 
 fn relay(reply: Reply) -> Response {
-    reply.map(Body::from).into_response()
+    let mut response = reply.map(Body::from).into_response();
+    // The service's own errors (Stripe's 404 body, say) go to the agent as they are.
+    response.extensions_mut().insert(super::problem::Relayed);
+    response
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {

@@ -56,13 +56,22 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ))
 }
 
-/// Middleware: an error status without a problem body becomes a problem.
+/// Marks a response relayed from an upstream service: its error statuses are the service's
+/// answer and pass through unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed;
+
+/// Middleware: an error status without a problem body, produced by Wireline itself, becomes a
+/// problem.
 pub async fn bare_errors_to_problems(
     State(body_limit): State<Size>,
     response: Response,
 ) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_problem(&response)
+        || response.extensions().get::<Relayed>().is_some()
+    {
         return response;
     }
     let problem = match status {

@@ -2,6 +2,7 @@
 //! that no secret value ever reaches the output.
 
 mod cli;
+mod sdk;
 mod server;
 
 use std::io::{BufRead, BufReader};

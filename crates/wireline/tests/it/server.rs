@@ -281,22 +281,35 @@ async fn held_upstream() -> HeldUpstream {
     let state = (tell, Arc::clone(&release));
     let app = axum::Router::new()
         .fallback(
-            |State((tell, release)): State<(tokio::sync::mpsc::UnboundedSender<String>, Arc<tokio::sync::Notify>)>,
+            |State((tell, release)): State<(
+                tokio::sync::mpsc::UnboundedSender<String>,
+                Arc<tokio::sync::Notify>,
+            )>,
              uri: axum::http::Uri,
              headers: axum::http::HeaderMap| async move {
-                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 let _ = tell.send(format!("{} {auth}", uri));
                 release.notified().await;
                 axum::Json(serde_json::json!({"id": "thing_42", "path": uri.path()}))
             },
         )
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    HeldUpstream { address, arrived, release }
+    HeldUpstream {
+        address,
+        arrived,
+        release,
+    }
 }
 
 const DIRECT_CONFIG: &str = r#"
@@ -315,60 +328,160 @@ path = "/things/{id}"
 async fn an_in_flight_proxied_call_finishes_during_shutdown_and_is_audited() {
     let mut upstream = held_upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()));
-    let envs = [("BOT_TOKEN", "bot-token-abc123"), ("SVC_KEY", "svc-key-def456")];
+    let config = write_config(
+        dir.path(),
+        &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()),
+    );
+    let envs = [
+        ("BOT_TOKEN", "bot-token-abc123"),
+        ("SVC_KEY", "svc-key-def456"),
+    ];
     let mut server = Server::start(&config, &envs);
     let http = client();
-    let call = tokio::spawn(http.get(server.url("/proxy/svc/things/42?expand=all")).bearer_auth("bot-token-abc123").send());
-    let seen = upstream.arrived.recv().await.expect("the upstream got the request");
-    assert_eq!(seen, "/v1/things/42?expand=all Bearer svc-key-def456", "the service key, not the agent token");
+    let call = tokio::spawn(
+        http.get(server.url("/proxy/svc/things/42?expand=all"))
+            .bearer_auth("bot-token-abc123")
+            .send(),
+    );
+    let seen = upstream
+        .arrived
+        .recv()
+        .await
+        .expect("the upstream got the request");
+    assert_eq!(
+        seen, "/v1/things/42?expand=all Bearer svc-key-def456",
+        "the service key, not the agent token"
+    );
     let pid = server.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     server.wait_for_log("shutting down");
-    assert!(!call.is_finished(), "the call is in flight while the server drains");
+    assert!(
+        !call.is_finished(),
+        "the call is in flight while the server drains"
+    );
     upstream.release.notify_one();
-    let response = call.await.expect("task").expect("the in-flight call completes");
+    let response = call
+        .await
+        .expect("task")
+        .expect("the in-flight call completes");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<serde_json::Value>().await.expect("json")["id"], "thing_42");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.expect("json")["id"],
+        "thing_42"
+    );
     let (code, log) = server.terminate_after_signal();
     assert_eq!(code, Some(0), "{log}");
-    assert!(!log.contains("svc-key-def456") && !log.contains("bot-token-abc123"), "{log}");
+    assert!(
+        !log.contains("svc-key-def456") && !log.contains("bot-token-abc123"),
+        "{log}"
+    );
     // The drained call's audit event was stored before the store closed.
-    let store = wireline_store::sqlite::SqliteStore::open(&dir.path().join("state/w.db")).expect("reopen");
+    let store =
+        wireline_store::sqlite::SqliteStore::open(&dir.path().join("state/w.db")).expect("reopen");
     use wireline_store::EventLog;
-    let events = store.read(wireline_core::Offset::START, 100).await.expect("read");
-    assert!(events.iter().any(|e| e.ty == "wireline.direct.call" && e.body.contains("/v1/things/42")), "{events:?}");
+    let events = store
+        .read(wireline_core::Offset::START, 100)
+        .await
+        .expect("read");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.ty == "wireline.direct.call" && e.body.contains("/v1/things/42")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_proxy_speaks_problem_json_for_agents() {
     let upstream = held_upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()));
-    let server = Server::start(&config, &[("BOT_TOKEN", "bot-token-abc123"), ("SVC_KEY", "svc-key-def456")]);
+    let config = write_config(
+        dir.path(),
+        &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()),
+    );
+    let server = Server::start(
+        &config,
+        &[
+            ("BOT_TOKEN", "bot-token-abc123"),
+            ("SVC_KEY", "svc-key-def456"),
+        ],
+    );
     let http = client();
     let cases = [
         (http.get(server.url("/proxy/svc/x")), 401, "unauthorized"),
-        (http.get(server.url("/proxy/svc/x")).bearer_auth("nope"), 401, "unauthorized"),
-        (http.post(server.url("/proxy/svc/x")).bearer_auth("bot-token-abc123"), 403, "forbidden"),
-        (http.get(server.url("/proxy/nope/x")).bearer_auth("bot-token-abc123"), 404, "unknown-service"),
-        (http.post(server.url("/v1/operations/svc/get_thing")).bearer_auth("bot-token-abc123").body("{}"), 400, "bad-request"),
-        (http.post(server.url("/v1/operations/svc/get_thing")).bearer_auth("bot-token-abc123").body("not json"), 400, "bad-request"),
-        (http.post(server.url("/v1/operations/svc/nope")).bearer_auth("bot-token-abc123").body("{}"), 404, "unknown-service"),
+        (
+            http.get(server.url("/proxy/svc/x")).bearer_auth("nope"),
+            401,
+            "unauthorized",
+        ),
+        (
+            http.post(server.url("/proxy/svc/x"))
+                .bearer_auth("bot-token-abc123"),
+            403,
+            "forbidden",
+        ),
+        (
+            http.get(server.url("/proxy/nope/x"))
+                .bearer_auth("bot-token-abc123"),
+            404,
+            "unknown-service",
+        ),
+        (
+            http.post(server.url("/v1/operations/svc/get_thing"))
+                .bearer_auth("bot-token-abc123")
+                .body("{}"),
+            400,
+            "bad-request",
+        ),
+        (
+            http.post(server.url("/v1/operations/svc/get_thing"))
+                .bearer_auth("bot-token-abc123")
+                .body("not json"),
+            400,
+            "bad-request",
+        ),
+        (
+            http.post(server.url("/v1/operations/svc/nope"))
+                .bearer_auth("bot-token-abc123")
+                .body("{}"),
+            404,
+            "unknown-service",
+        ),
     ];
     for (request, status, slug) in cases {
         let response = request.send().await.expect("response");
         assert_eq!(response.status(), status);
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         let problem: serde_json::Value = response.json().await.expect("problem");
-        assert_eq!(problem["type"], format!("https://wireline.dev/problems/{slug}"), "{problem}");
+        assert_eq!(
+            problem["type"],
+            format!("https://wireline.dev/problems/{slug}"),
+            "{problem}"
+        );
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
     // Sent raw: HTTP clients normalise `%2e%2e` away before it leaves, attackers do not.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for path in ["/proxy/svc/%2e%2e/admin", "/proxy/svc/..%2fadmin", "/proxy/svc/a/../../admin"] {
-        let mut stream = tokio::net::TcpStream::connect(&server.address).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bot-token-abc123\r\nConnection: close\r\n\r\n");
+    for path in [
+        "/proxy/svc/%2e%2e/admin",
+        "/proxy/svc/..%2fadmin",
+        "/proxy/svc/a/../../admin",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&server.address)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bot-token-abc123\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = String::new();
         stream.read_to_string(&mut response).await.expect("read");
@@ -383,25 +496,44 @@ async fn wireline_call_runs_a_named_operation() {
     let mut upstream = held_upstream().await;
     upstream.release.notify_one(); // answer at once
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()));
+    let config = write_config(
+        dir.path(),
+        &DIRECT_CONFIG.replace("UPSTREAM", &upstream.address.to_string()),
+    );
     let config_path = config.clone();
     let output = tokio::task::spawn_blocking(move || {
         wireline()
             .args(["call", "-c"])
             .arg(&config_path)
             .args(["svc", "get_thing", "--param", "id=42"])
-            .envs([("BOT_TOKEN", "bot-token-abc123"), ("SVC_KEY", "svc-key-def456")])
+            .envs([
+                ("BOT_TOKEN", "bot-token-abc123"),
+                ("SVC_KEY", "svc-key-def456"),
+            ])
             .output()
             .expect("runs")
     })
     .await
     .expect("joined");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let body: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json body on stdout");
+    let body: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("json body on stdout");
     assert_eq!(body["path"], "/v1/things/42");
-    assert_eq!(upstream.arrived.recv().await.as_deref(), Some("/v1/things/42 Bearer svc-key-def456"));
-    let missing = wireline().args(["call", "-c"]).arg(&config).args(["svc", "get_thing"])
-        .envs([("BOT_TOKEN", "x"), ("SVC_KEY", "y")]).output().expect("runs");
+    assert_eq!(
+        upstream.arrived.recv().await.as_deref(),
+        Some("/v1/things/42 Bearer svc-key-def456")
+    );
+    let missing = wireline()
+        .args(["call", "-c"])
+        .arg(&config)
+        .args(["svc", "get_thing"])
+        .envs([("BOT_TOKEN", "x"), ("SVC_KEY", "y")])
+        .output()
+        .expect("runs");
     assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing.stderr).contains("missing parameter `id`"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("missing parameter `id`"),
+        "{}",
+        text(&missing.stderr)
+    );
 }

@@ -1,0 +1,198 @@
+//! Official SDKs work unchanged through the proxy: the Stripe Python SDK (stripe==16.1.0,
+//! installed into the target folder if the machine lacks it) against a Stripe-shaped upstream.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::{Server, text};
+
+const STRIPE_SDK: &str = "stripe==16.1.0";
+const SERVICE_KEY: &str = "sk_upstream_fake_0001";
+
+/// A folder on PYTHONPATH where `import stripe` works: the machine's, or one installed once
+/// into the target folder.
+fn stripe_sdk_path() -> PathBuf {
+    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-stripe-16.1.0");
+    let importable = |path: &Path| {
+        Command::new("python3")
+            .args(["-c", "import stripe; assert stripe.VERSION == '16.1.0'"])
+            .env("PYTHONPATH", path)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !importable(&folder) {
+        let installed = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&folder)
+            .arg(STRIPE_SDK)
+            .status()
+            .expect("python3 -m pip runs");
+        assert!(installed.success(), "pip install {STRIPE_SDK} failed");
+        assert!(
+            importable(&folder),
+            "stripe is not importable after installing it"
+        );
+    }
+    folder
+}
+
+#[derive(Default)]
+struct Stripe {
+    customers: Mutex<BTreeMap<String, serde_json::Value>>,
+    creates: Mutex<u32>,
+}
+
+fn stripe_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({"error": {"type": "invalid_request_error", "code": code, "message": message}}))).into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {SERVICE_KEY}"))
+}
+
+async fn create(State(stripe): State<Arc<Stripe>>, headers: HeaderMap, body: String) -> Response {
+    if !authorized(&headers) {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "api_key_invalid",
+            "Invalid API Key provided",
+        );
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let mut creates = stripe.creates.lock().expect("lock");
+    *creates += 1;
+    let id = format!("cus_{:04}", *creates);
+    let mut metadata = serde_json::Map::new();
+    let mut email = serde_json::Value::Null;
+    for (key, value) in form {
+        if key == "email" {
+            email = value.into();
+        } else if let Some(inner) = key
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
+            metadata.insert(inner.to_owned(), value.into());
+        }
+    }
+    let customer = serde_json::json!({"id": id, "object": "customer", "email": email, "metadata": metadata, "livemode": false});
+    stripe
+        .customers
+        .lock()
+        .expect("lock")
+        .insert(id, customer.clone());
+    axum::Json(customer).into_response()
+}
+
+async fn retrieve(
+    State(stripe): State<Arc<Stripe>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&headers) {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "api_key_invalid",
+            "Invalid API Key provided",
+        );
+    }
+    match stripe.customers.lock().expect("lock").get(&id) {
+        Some(customer) => axum::Json(customer.clone()).into_response(),
+        None => stripe_error(
+            StatusCode::NOT_FOUND,
+            "resource_missing",
+            &format!("No such customer: '{id}'"),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_official_stripe_sdk_works_unchanged_through_the_proxy() {
+    let sdk = tokio::task::spawn_blocking(stripe_sdk_path)
+        .await
+        .expect("sdk path");
+    let stripe = Arc::new(Stripe::default());
+    let app = Router::new()
+        .route("/v1/customers", post(create))
+        .route("/v1/customers/{id}", get(retrieve))
+        .with_state(Arc::clone(&stripe));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("wireline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[agents.billing-bot]\ntoken = \"${{env:BOT}}\"\nscopes = [\"stripe:read\", \"stripe:write\"]\n\
+             [services.stripe]\nbase_url = \"http://{upstream}\"\nauth = {{ bearer = \"${{env:STRIPE_KEY}}\" }}\n"
+        ),
+    )
+    .expect("write config");
+    let server = Server::start(
+        &config,
+        &[
+            ("BOT", "agent-token-for-billing-bot"),
+            ("STRIPE_KEY", SERVICE_KEY),
+        ],
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/stripe_sdk.py");
+    let proxy = server.url("/proxy/stripe");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("PYTHONPATH", sdk)
+            .env("AGENT_TOKEN", "agent-token-for-billing-bot")
+            .env("WIRELINE_PROXY", proxy)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(seen["created"], "cus_0001");
+    assert_eq!(
+        seen["again"], "cus_0001",
+        "the SDK's idempotency key replayed the first create"
+    );
+    assert_eq!(seen["fetched_email"], "jo@example.com");
+    assert_eq!(seen["metadata"]["order"], "7");
+    assert_eq!(
+        seen["missing"],
+        serde_json::json!({"status": 404, "code": "resource_missing"}),
+        "Stripe's errors pass through"
+    );
+    assert_eq!(
+        *stripe.creates.lock().expect("lock"),
+        1,
+        "one customer created upstream"
+    );
+    drop(server);
+}
