@@ -556,8 +556,17 @@ impl Direct {
                 ..failed
             };
         }
-        self.recorder
-            .call_failed(caller.name(), &runtime.name, &failed);
+        // A human hears of calls that failed after everything was tried. Refusals that are
+        // back-pressure (rate limit) or already alerted once (the breaker opening) are not
+        // repeated per call.
+        let refused = matches!(
+            failed.outcome,
+            Outcome::Failed(Failure::RateLimited { .. } | Failure::BreakerOpen { .. })
+        );
+        if !refused {
+            self.recorder
+                .call_failed(caller.name(), &runtime.name, &failed);
+        }
         failed
     }
 

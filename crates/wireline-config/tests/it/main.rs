@@ -139,6 +139,30 @@ fn bad_configs_are_located_and_explained() {
         "cannot read secret file",
     );
     check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nfallback = [\"ses\"]\n",
+        (3, 13),
+        "services.s.fallback[0]",
+        "fallback service \"ses\" is not configured",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nrate_limit = [\"100/s\", \"lots/day\"]\n",
+        (3, 14),
+        "services.s.rate_limit",
+        "invalid rate \"lots/day\"",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nheadroom = 2.0\n",
+        (3, 12),
+        "services.s.headroom",
+        "between 0.0 and 0.9",
+    );
+    check_error(
+        "[agents.bot]\ntoken = \"${env:TOKEN}\"\nscopes = [\"events:read\"]\ncredentials.stripe = { bearer = \"${env:KEY}\" }\n",
+        (4, 22),
+        "agents.bot.credentials.stripe",
+        "credentials for \"stripe\", which is not configured",
+    );
+    check_error(
         "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"paypal\"\nsecret = \"${env:KEY}\"\n",
         (4, 10),
         "services.s.webhook.scheme",

@@ -556,3 +556,63 @@ async fn every_call_is_an_audit_event() {
     assert!(!call.body.contains(SERVICE_KEY) && !call.body.contains(AGENT_TOKEN));
     w.store.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn rate_limits_queue_refuse_and_alert_once_at_80_percent() {
+    let mock = Mock::start().await;
+    let alerts = Mock::start().await;
+    let config = format!(
+        "{}[alerts]\nurl = \"{}/alerts\"\n",
+        service(
+            "svc",
+            &mock,
+            "rate_limit = [\"5/s\", \"1000/day\"]\nheadroom = 0.0\nqueue_wait = \"0s\"\n"
+        ),
+        alerts.url()
+    );
+    let w = world(&config, r#"["svc:read"]"#, "");
+    for _ in 0..5 {
+        assert_eq!(
+            w.direct
+                .proxy(proxy("svc", Method::GET, "x", ""))
+                .await
+                .expect("reply")
+                .status(),
+            200
+        );
+    }
+    let refused = w
+        .direct
+        .proxy(proxy("svc", Method::GET, "x", ""))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(
+        (refused.kind, refused.status),
+        (ProblemKind::RateLimited, 429)
+    );
+    assert_eq!(
+        refused.retry_after,
+        Some(1),
+        "one emission interval of 5/s, rounded up"
+    );
+    assert_eq!(mock.requests().len(), 5, "the refused call never left");
+    w.direct.shutdown().await;
+    let events = w.store.read(Offset::START, 100).await.expect("read");
+    let alerts_stored: Vec<_> = events
+        .iter()
+        .filter(|e| e.ty == "wireline.alert.rate_limit_usage")
+        .collect();
+    assert_eq!(alerts_stored.len(), 1, "one alert, with hysteresis");
+    let data = alerts_stored[0].event().expect("event").data.expect("data");
+    assert_eq!(
+        (data["window"].as_str(), data["ratio"].as_f64()),
+        (Some("5/s"), Some(0.8))
+    );
+    let posted = alerts.requests();
+    assert_eq!(posted.len(), 1, "the alert was posted to [alerts] url");
+    assert!(posted[0].body.contains("wireline.alert.rate_limit_usage"));
+    assert_eq!(
+        posted[0].header("content-type").as_deref(),
+        Some("application/cloudevents+json")
+    );
+}
