@@ -7,6 +7,8 @@
 //! rusqlite, one durable transaction per append, which is what group commit replaces). Each
 //! figure is the median of `--runs` runs on a fresh database.
 
+mod proxy;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// The Direct API proxy: overhead against a fast upstream, retries under chaos, breaker
+    /// rejections. Needs the release `wireline` binary beside this one
+    /// (`cargo build --release --workspace`).
+    Proxy {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Requests per run at 64 connections (a quarter of it at 1 connection).
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
     /// The event log: append throughput and latency, sequential reads.
     Store {
         /// Runs per figure; the median is reported.
@@ -45,6 +58,13 @@ enum Bench {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
+        Bench::Proxy { runs, requests } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(proxy::run(runs, requests))
+        }
         Bench::Store {
             runs,
             events,
@@ -75,7 +95,7 @@ struct Run {
     latencies: Vec<Duration>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

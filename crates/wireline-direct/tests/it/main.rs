@@ -508,8 +508,16 @@ async fn an_unreachable_service_opens_the_breaker_with_clear_problems() {
     w.direct.shutdown().await;
     let events = w.store.read(Offset::START, 100).await.expect("read");
     let count = |ty: &str| events.iter().filter(|e| e.ty == ty).count();
-    assert_eq!(count("wireline.alert.call_failed"), 2, "each failure with no fallback left alerts");
-    assert_eq!(count("wireline.alert.breaker_opened"), 1, "the breaker opening alerts once");
+    assert_eq!(
+        count("wireline.alert.call_failed"),
+        2,
+        "each failure with no fallback left alerts"
+    );
+    assert_eq!(
+        count("wireline.alert.breaker_opened"),
+        1,
+        "the breaker opening alerts once"
+    );
     assert_eq!(count("wireline.direct.breaker"), 1);
     assert_eq!(count("wireline.direct.call"), 3);
 }

@@ -69,6 +69,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     info!(%address, storage = %store_path.display(), version = env!("CARGO_PKG_VERSION"), "wireline listening");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // No Nagle delay on responses: agents wait on every reply.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let mut server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

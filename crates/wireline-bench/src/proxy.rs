@@ -1,0 +1,324 @@
+//! `wireline-bench proxy`: what going through Wireline costs an agent.
+//!
+//! A fast upstream (axum, a small JSON answer) runs in this process; the real `wireline`
+//! binary (release build, next to this one) runs as a child with a config pointing at it.
+//! The same load generator drives both paths in the same run: requests per second and
+//! latency, straight to the upstream and through `/proxy`, at 1 and at 64 connections. Then
+//! chaos: an upstream failing half the time (attempts per agent request, with the retry
+//! budget), and an open breaker (rejection latency).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+const TOKEN: &str = "bench-agent-token-0123456789";
+
+struct Upstream {
+    address: std::net::SocketAddr,
+    hits: Arc<AtomicU64>,
+}
+
+async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .fallback(
+            |State((hits, chaos)): State<(Arc<AtomicU64>, bool)>| async move {
+                hits.fetch_add(1, Ordering::Relaxed);
+                if chaos && rand::random::<bool>() {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"down\"}")
+                        .into_response();
+                }
+                (
+                    [("content-type", "application/json")],
+                    "{\"id\":\"cus_1\",\"object\":\"customer\"}",
+                )
+                    .into_response()
+            },
+        )
+        .with_state((Arc::clone(&hits), fail_every_other));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Upstream { address, hits })
+}
+
+struct Wireline {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Wireline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .map(|dir| dir.join("wireline"))
+        .context("no folder")?;
+    if !binary.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release --workspace`",
+            binary.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("wireline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[agents.bench]\ntoken = \"${{env:BENCH_TOKEN}}\"\nscopes = [\"{service}:read\"]\n{services}"
+        ),
+    )?;
+    spawn(&binary, &config, dir)
+}
+
+fn spawn(binary: &Path, config: &Path, dir: tempfile::TempDir) -> anyhow::Result<Wireline> {
+    let mut child = Command::new(binary)
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(config)
+        .env("BENCH_TOKEN", TOKEN)
+        .env("WIRELINE_LOG", "warn,wireline::server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines.next().context(
+            "wireline exited before listening (run the config by hand with `wireline check`)",
+        )??;
+        if line.starts_with("error:") {
+            bail!("wireline did not start: {line}");
+        }
+        if line.contains("wireline listening") {
+            let parsed: serde_json::Value = serde_json::from_str(&line)?;
+            break parsed["address"].as_str().context("address")?.to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Ok(Wireline {
+        child,
+        address,
+        _dir: dir,
+    })
+}
+
+struct Load {
+    per_second: f64,
+    latencies: Vec<Duration>,
+}
+
+/// `connections` clients, each with one connection, sending `total` GETs in all.
+async fn load(url: &str, connections: usize, total: usize, auth: bool) -> anyhow::Result<Load> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..connections {
+        let client = wireline_direct::client::build(None).map_err(anyhow::Error::msg)?;
+        let url = url.to_owned();
+        let count = (worker..total).step_by(connections).count();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for _ in 0..count {
+                let begun = Instant::now();
+                let mut request = client.get(&url);
+                if auth {
+                    request = request.bearer_auth(TOKEN);
+                }
+                let response = request.send().await?;
+                let _ = response.bytes().await?;
+                latencies.push(begun.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(Load {
+        per_second: total as f64 / elapsed.as_secs_f64(),
+        latencies,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
+    let fast = upstream(false).await?;
+    let wireline = start_wireline(
+        "svc",
+        &format!("[services.svc]\nbase_url = \"http://{}\"\n", fast.address),
+    )?;
+    let direct_url = format!("http://{}/v1/customers/cus_1", fast.address);
+    let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
+    // Warm both paths (connections, caches).
+    load(&direct_url, 8, 2_000, false).await?;
+    load(&proxy_url, 8, 2_000, true).await?;
+
+    let mut rows: Vec<(String, Vec<f64>, &str)> = Vec::new();
+    for connections in [1usize, 64] {
+        let total = if connections == 1 {
+            requests / 4
+        } else {
+            requests
+        };
+        let mut direct_rps = Vec::new();
+        let mut proxy_rps = Vec::new();
+        let mut ratio = Vec::new();
+        let mut added_p50 = Vec::new();
+        let mut added_p99 = Vec::new();
+        let mut direct_p50 = Vec::new();
+        let mut proxy_p50 = Vec::new();
+        for _ in 0..runs {
+            let direct = load(&direct_url, connections, total, false).await?;
+            let proxied = load(&proxy_url, connections, total, true).await?;
+            direct_rps.push(direct.per_second);
+            proxy_rps.push(proxied.per_second);
+            ratio.push(proxied.per_second / direct.per_second * 100.0);
+            direct_p50.push(micros(percentile(&direct.latencies, 0.5)));
+            proxy_p50.push(micros(percentile(&proxied.latencies, 0.5)));
+            added_p50.push(
+                micros(percentile(&proxied.latencies, 0.5))
+                    - micros(percentile(&direct.latencies, 0.5)),
+            );
+            added_p99.push(
+                micros(percentile(&proxied.latencies, 0.99))
+                    - micros(percentile(&direct.latencies, 0.99)),
+            );
+        }
+        rows.push((
+            format!("direct to upstream, {connections} connection(s)"),
+            direct_rps,
+            "requests/s",
+        ));
+        rows.push((
+            format!("through Wireline /proxy, {connections} connection(s)"),
+            proxy_rps,
+            "requests/s",
+        ));
+        rows.push((
+            format!("through Wireline as % of direct, {connections} connection(s)"),
+            ratio,
+            "%",
+        ));
+        rows.push((
+            format!("p50 latency direct, {connections} connection(s)"),
+            direct_p50,
+            "µs",
+        ));
+        rows.push((
+            format!("p50 latency through Wireline, {connections} connection(s)"),
+            proxy_p50,
+            "µs",
+        ));
+        rows.push((
+            format!("added p50 latency, {connections} connection(s)"),
+            added_p50,
+            "µs",
+        ));
+        rows.push((
+            format!("added p99 latency, {connections} connection(s)"),
+            added_p99,
+            "µs",
+        ));
+    }
+    drop(wireline);
+
+    // Chaos: half the upstream's answers are 503. Retries are allowed (GETs), the budget
+    // bounds them; the breaker is set out of reach so the budget alone is measured.
+    let flaky = upstream(true).await?;
+    let wireline = start_wireline(
+        "svc",
+        &format!(
+            "[services.svc]\nbase_url = \"http://{}\"\nretry = {{ backoff = \"1ms\", max_wait = \"5ms\" }}\ncircuit_breaker = {{ failures = 1000000 }}\n",
+            flaky.address
+        ),
+    )?;
+    let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
+    let mut attempts = Vec::new();
+    for _ in 0..runs {
+        let before = flaky.hits.load(Ordering::Relaxed);
+        let agent_requests = requests / 4;
+        load(&proxy_url, 16, agent_requests, true).await?;
+        let hits = flaky.hits.load(Ordering::Relaxed) - before;
+        attempts.push(hits as f64 / agent_requests as f64);
+    }
+    rows.push((
+        "chaos (50 % 503): upstream attempts per agent request, with retry budget".into(),
+        attempts,
+        "attempts",
+    ));
+    drop(wireline);
+
+    // An open breaker: the service's port is closed; the first calls open it, the rest are
+    // refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let wireline = start_wireline(
+        "down",
+        &format!(
+            "[services.down]\nbase_url = \"http://127.0.0.1:{closed}\"\nretry = {{ attempts = 1 }}\ncircuit_breaker = {{ failures = 1, open_for = \"10m\" }}\n"
+        ),
+    )?;
+    let down_url = format!("http://{}/proxy/down/v1/x", wireline.address);
+    load(&down_url, 1, 10, true).await?;
+    let mut rejection_p50 = Vec::new();
+    let mut rejection_p99 = Vec::new();
+    for _ in 0..runs {
+        let rejected = load(&down_url, 1, 2_000, true).await?;
+        rejection_p50.push(micros(percentile(&rejected.latencies, 0.5)));
+        rejection_p99.push(micros(percentile(&rejected.latencies, 0.99)));
+    }
+    rows.push((
+        "open breaker: rejection latency p50 (client-observed)".into(),
+        rejection_p50,
+        "µs",
+    ));
+    rows.push((
+        "open breaker: rejection latency p99 (client-observed)".into(),
+        rejection_p99,
+        "µs",
+    ));
+    drop(wireline);
+
+    println!("| measurement | median of {runs} runs | unit | all runs |");
+    println!("| --- | ---: | --- | --- |");
+    for (name, values, unit) in rows {
+        let all: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        let median = crate::median(values);
+        let shown = if median.abs() >= 100.0 {
+            format!("{median:.0}")
+        } else {
+            format!("{median:.2}")
+        };
+        println!("| {name} | {shown} | {unit} | {} |", all.join(", "));
+    }
+    Ok(())
+}
