@@ -122,6 +122,11 @@ fn classify(error: reqwest::Error) -> AttemptError {
         detail = format!("{detail}: {inner}");
         source = inner.source();
     }
+    if detail.contains("certificate") {
+        detail.push_str(
+            "; if the service uses a private or sandbox CA, set [services.NAME] ca_file to its PEM",
+        );
+    }
     if connect {
         AttemptError::NotSent(detail)
     } else {

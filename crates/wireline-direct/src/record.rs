@@ -25,6 +25,25 @@ struct Record {
     alert: bool,
 }
 
+/// Records appended together at most (one store batch).
+const RECORD_BATCH: usize = 256;
+
+/// Logs an alert and POSTs it to `[alerts] url`, if set. Called after the event is stored.
+async fn alert(client: &reqwest::Client, url: Option<&str>, event: &Event) {
+    warn!(alert = %event.ty, data = %event.data.as_ref().map(|d| d.to_string()).unwrap_or_default(), "alert");
+    let Some(url) = url else { return };
+    let sent = client
+        .post(url)
+        .header("content-type", "application/cloudevents+json")
+        .timeout(Duration::from_secs(10))
+        .body(serde_json::to_vec(event).unwrap_or_default())
+        .send()
+        .await;
+    if let Err(error) = sent {
+        warn!(error = %error.without_url(), "alert not delivered to [alerts] url");
+    }
+}
+
 /// The background recorder.
 pub(crate) struct Recorder {
     sender: Mutex<Option<mpsc::UnboundedSender<Record>>>,
@@ -99,24 +118,24 @@ impl Recorder {
     ) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Record>();
         let task = tokio::spawn(async move {
-            while let Some(record) = receiver.recv().await {
-                if let Err(error) = store.append(&record.event.id, &record.event).await {
-                    warn!(%error, event_type = %record.event.ty, "audit event not stored");
-                }
-                if record.alert {
-                    warn!(alert = %record.event.ty, data = %record.event.data.as_ref().map(|d| d.to_string()).unwrap_or_default(), "alert");
-                    if let Some(url) = &alert_url {
-                        let sent = client
-                            .post(url)
-                            .header("content-type", "application/cloudevents+json")
-                            .timeout(Duration::from_secs(10))
-                            .body(serde_json::to_vec(&record.event).unwrap_or_default())
-                            .send()
-                            .await;
-                        if let Err(error) = sent {
-                            warn!(error = %error.without_url(), "alert not delivered to [alerts] url");
+            // Take whatever has queued up and append it concurrently: the store's group commit
+            // then makes the lot one durable commit instead of one fsync per record, so the
+            // recorder keeps up with the proxy instead of queueing without bound.
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
+            while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+                let mut appends = tokio::task::JoinSet::new();
+                for record in &batch {
+                    let store = std::sync::Arc::clone(&store);
+                    let event = record.event.clone();
+                    appends.spawn(async move {
+                        if let Err(error) = store.append(&event.id, &event).await {
+                            warn!(%error, event_type = %event.ty, "audit event not stored");
                         }
-                    }
+                    });
+                }
+                while appends.join_next().await.is_some() {}
+                for record in batch.drain(..).filter(|record| record.alert) {
+                    alert(&client, alert_url.as_deref(), &record.event).await;
                 }
             }
         });

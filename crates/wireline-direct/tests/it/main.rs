@@ -1,6 +1,7 @@
 //! The Direct API against an in-process upstream on loopback: credentials, scopes, targets,
 //! operations, idempotency, fallbacks, breaker, audit.
 
+mod tls;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -629,5 +630,57 @@ async fn rate_limits_queue_refuse_and_alert_once_at_80_percent() {
     assert_eq!(
         posted[0].header("content-type").as_deref(),
         Some("application/cloudevents+json")
+    );
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_and_a_ca_file_trusts_a_private_ca() {
+    let https = tls::start().await;
+    let ca_dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca_dir.path().join("sandbox-ca.pem");
+    std::fs::write(&ca_path, &https.ca_pem).expect("write CA");
+    let base = format!("https://localhost:{}/v1", https.port);
+    let services = format!(
+        "[services.trusted]\nbase_url = \"{base}\"\nauth = {{ bearer = \"${{env:SERVICE_KEY}}\" }}\nca_file = \"{}\"\n\
+         [services.untrusted]\nbase_url = \"{base}\"\nauth = {{ bearer = \"${{env:SERVICE_KEY}}\" }}\nretry = {{ attempts = 1 }}\n",
+        ca_path.display()
+    );
+    let w = world(&services, r#"["trusted:read", "untrusted:read"]"#, "");
+
+    let reply = w
+        .direct
+        .proxy(proxy("trusted", Method::GET, "customers", ""))
+        .await
+        .expect("the CA in ca_file is trusted");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.body().as_ref(), b"{\"secure\":true}");
+    let seen = https.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].tls,
+        Some(rustls::ProtocolVersion::TLSv1_3),
+        "TLS 1.3 is preferred"
+    );
+    assert_eq!(seen[0].http, http::Version::HTTP_2, "HTTP/2 where offered");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {SERVICE_KEY}").as_str())
+    );
+
+    let refused = w
+        .direct
+        .proxy(proxy("untrusted", Method::GET, "customers", ""))
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    assert_eq!(refused.kind, ProblemKind::UpstreamUnreachable);
+    assert!(
+        refused.detail.contains("certificate") && refused.detail.contains("ca_file"),
+        "names the cause and the fix: {}",
+        refused.detail
+    );
+    assert_eq!(
+        https.seen.lock().expect("lock").len(),
+        1,
+        "nothing was sent over the unverified connection"
     );
 }

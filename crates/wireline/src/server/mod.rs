@@ -85,6 +85,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             info!(signal, "shutting down: no new connections, draining in-flight requests");
         }
         finished = &mut server => {
+            direct.shutdown().await;
             let _ = store.close().await;
             finished.context("the server task failed")?.context("the server stopped")?;
             anyhow::bail!("the server stopped without a shutdown signal");
@@ -100,6 +101,9 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             warn!(grace = %server_config.shutdown_grace, "in-flight requests still running after the grace period; stopping anyway")
         }
     }
+    // In-flight requests are done (or timed out): store the audit records they left, then
+    // close the store.
+    direct.shutdown().await;
     store
         .close()
         .await

@@ -60,6 +60,9 @@ impl Server {
                 }
             });
         }
+        // Only the reader threads hold senders: a server that exits disconnects the channel,
+        // so a failed start is reported at once instead of after the timeout.
+        drop(sender);
         let mut server = Server {
             child,
             address: String::new(),

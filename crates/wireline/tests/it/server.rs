@@ -537,3 +537,67 @@ async fn wireline_call_runs_a_named_operation() {
         text(&missing.stderr)
     );
 }
+
+#[tokio::test]
+async fn direct_calls_show_in_the_metrics() {
+    let upstream = held_upstream().await;
+    upstream.release.notify_one();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &DIRECT_CONFIG
+            .replace("UPSTREAM", &upstream.address.to_string())
+            .replace(
+                "auth = { bearer = \"${env:SVC_KEY}\" }\n",
+                "auth = { bearer = \"${env:SVC_KEY}\" }\nrate_limit = \"100/s\"\n",
+            ),
+    );
+    let server = Server::start(
+        &config,
+        &[
+            ("BOT_TOKEN", "bot-token-abc123"),
+            ("SVC_KEY", "svc-key-def456"),
+        ],
+    );
+    let http = client();
+    let response = http
+        .get(server.url("/proxy/svc/things/42"))
+        .bearer_auth("bot-token-abc123")
+        .send()
+        .await
+        .expect("proxied");
+    assert_eq!(response.status(), 200);
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .to_owned()
+    };
+    assert!(
+        line("wireline_direct_requests_total{").contains("agent=\"bot\"")
+            && line("wireline_direct_requests_total{").ends_with(" 1")
+    );
+    assert!(line("wireline_direct_attempts_total{service=\"svc\"}").ends_with(" 1"));
+    assert!(line("wireline_direct_retries_total{service=\"svc\"}").ends_with(" 0"));
+    assert!(line("wireline_direct_breaker_state{service=\"svc\"}").ends_with(" 0"));
+    assert!(
+        line("wireline_direct_request_duration_seconds_count{service=\"svc\"}").ends_with(" 1")
+    );
+    let usage: f64 = line("wireline_direct_limiter_usage_ratio{")
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a ratio");
+    assert!(usage > 0.0 && usage <= 0.02, "one call of 100/s: {usage}");
+    assert!(!metrics.contains("bot-token-abc123") && !metrics.contains("svc-key-def456"));
+    drop(server);
+}
