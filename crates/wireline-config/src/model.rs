@@ -523,9 +523,77 @@ pub struct Webhook {
     pub scheme: WebhookScheme,
     /// The signing secret, as a secret reference.
     pub secret: Secret,
-    /// How old a signed timestamp may be before the delivery is refused as a replay.
+    /// A second secret accepted alongside `secret` while the provider rotates to it; remove
+    /// it (or make it `secret`) once the rotation is done.
+    #[serde(default)]
+    pub next_secret: Option<Secret>,
+    /// How old (or how far ahead) a signed timestamp may be before the delivery is refused as
+    /// a replay.
     #[serde(default = "default_tolerance")]
     pub tolerance: Duration,
+    /// Where the provider's event id comes from, if not the scheme's usual place:
+    /// `header:NAME` or `json:/pointer` (RFC 6901, e.g. `json:/event/id`). It is the dedupe
+    /// key: a second delivery with the same id is acknowledged and stored once.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Where the provider's event type comes from, if not the scheme's usual place:
+    /// `header:NAME` or `json:/pointer`. The stored type is `SERVICE.PROVIDER_TYPE`.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// The generic scheme's settings (required with `scheme = "hmac"`).
+    #[serde(default)]
+    pub hmac: Option<HmacWebhook>,
+}
+
+/// `[services.NAME.webhook.hmac]`: a generic HMAC signature in a header.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HmacWebhook {
+    /// The header carrying the signature, e.g. `X-Acme-Signature`.
+    pub header: String,
+    /// The hash.
+    #[serde(default)]
+    pub algorithm: HmacAlgorithm,
+    /// How the signature is written.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Text before the signature in the header, e.g. `sha256=`.
+    #[serde(default)]
+    pub prefix: String,
+    /// What is signed: `{body}` (the raw body), `{timestamp}` (the value of
+    /// `timestamp_header`) and `{header:NAME}` placeholders around literal text, e.g.
+    /// `"{timestamp}.{body}"`.
+    #[serde(default = "default_signed")]
+    pub signed: String,
+    /// A header with the signed unix timestamp (seconds); checked against `tolerance`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+}
+
+fn default_signed() -> String {
+    "{body}".to_owned()
+}
+
+/// HMAC hash functions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA256.
+    #[default]
+    Sha256,
+    /// HMAC-SHA1 (older providers only).
+    Sha1,
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureEncoding {
+    /// Lowercase or uppercase hexadecimal.
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
 }
 
 fn default_tolerance() -> Duration {
@@ -546,7 +614,7 @@ pub enum WebhookScheme {
     Slack,
     /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
     Standard,
-    /// A generic HMAC-SHA256 of the body in a header.
+    /// A generic HMAC signature in a header, configured in `[services.NAME.webhook.hmac]`.
     Hmac,
 }
 
@@ -622,6 +690,11 @@ pub enum Method {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
+    /// A stable name: the delivery position and dead letters are kept under it, so renaming
+    /// it starts over. Defaults to `AGENT-N` (N counting the agent's subscriptions from 1 in
+    /// file order).
+    #[serde(default)]
+    pub name: Option<String>,
     /// The agent (a key of `[agents]`).
     pub agent: String,
     /// Event type patterns, e.g. `["stripe.payment_intent.*"]`.
@@ -632,6 +705,46 @@ pub struct Subscription {
     /// The Standard Webhooks signing secret for pushes (`whsec_...`), as a secret reference.
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// How long one push may take before it counts as failed.
+    #[serde(default = "default_push_timeout")]
+    pub timeout: Duration,
+    /// At most this many pushes to the endpoint, e.g. `"50/s"`; deliveries wait their turn.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Waits before each delivery attempt: the first is normally `0s` (at once); each later
+    /// one gets up to 10 % jitter. When the list is used up the delivery is dead-lettered.
+    #[serde(default = "default_schedule")]
+    pub schedule: Vec<Duration>,
+}
+
+impl Config {
+    /// Each subscription with its effective name (see [`Subscription::name`]).
+    pub fn named_subscriptions(&self) -> Vec<(String, &Subscription)> {
+        let mut counts = BTreeMap::<&str, usize>::new();
+        self.subscriptions
+            .iter()
+            .map(|subscription| {
+                let n = counts.entry(subscription.agent.as_str()).or_default();
+                *n += 1;
+                let name = subscription
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{n}", subscription.agent));
+                (name, subscription)
+            })
+            .collect()
+    }
+}
+
+fn default_push_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_schedule() -> Vec<Duration> {
+    [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
 }
 
 /// `[[triggers]]`: a rule that derives a new event from patterns in the log.
@@ -682,6 +795,9 @@ impl Config {
                     format!("services.{name}.webhook.secret"),
                     &mut webhook.secret,
                 ));
+                if let Some(next) = &mut webhook.next_secret {
+                    found.push((format!("services.{name}.webhook.next_secret"), next));
+                }
             }
         }
         for (index, subscription) in self.subscriptions.iter_mut().enumerate() {

@@ -121,6 +121,9 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
             "timeout must be longer than 0s".to_owned(),
         );
     }
+    if let Some(webhook) = &service.webhook {
+        webhook_checks(&format!("{at}.webhook"), webhook, found);
+    }
     if let Some(poll) = &service.poll {
         if poll.every.get() < std::time::Duration::from_secs(1) {
             error(
@@ -299,6 +302,18 @@ fn references(config: &Config, found: &mut Found) {
 }
 
 fn subscriptions(config: &Config, found: &mut Found) {
+    let mut names = BTreeSet::new();
+    for (index, (name, _)) in config.named_subscriptions().into_iter().enumerate() {
+        if !names.insert(name.clone()) {
+            error(
+                found,
+                format!("subscriptions[{index}].name"),
+                format!(
+                    "another subscription is already named \"{name}\"; give each a unique name"
+                ),
+            );
+        }
+    }
     for (index, subscription) in config.subscriptions.iter().enumerate() {
         let at = format!("subscriptions[{index}]");
         if !config.agents.contains_key(&subscription.agent) {
@@ -316,6 +331,13 @@ fn subscriptions(config: &Config, found: &mut Found) {
                 found,
                 format!("{at}.events"),
                 "events is empty; list the event types to deliver, e.g. [\"stripe.payment_intent.*\"]".to_owned(),
+            );
+        }
+        if subscription.schedule.is_empty() {
+            error(
+                found,
+                format!("{at}.schedule"),
+                "schedule is empty, so nothing would ever be sent; leave it out for the default or start with \"0s\"".to_owned(),
             );
         }
         match (&subscription.url, &subscription.secret) {
@@ -362,5 +384,85 @@ fn triggers(config: &Config, found: &mut Found) {
                 "emit is empty; name the event type to emit".to_owned(),
             );
         }
+    }
+}
+
+fn webhook_checks(at: &str, webhook: &crate::model::Webhook, found: &mut Found) {
+    use crate::model::WebhookScheme;
+    match (webhook.scheme, &webhook.hmac) {
+        (WebhookScheme::Hmac, None) => error(
+            found,
+            format!("{at}.hmac"),
+            "scheme \"hmac\" needs its settings: add hmac = { header = \"X-Signature\" } (and algorithm, encoding, prefix, signed as the provider documents)".to_owned(),
+        ),
+        (WebhookScheme::Hmac, Some(hmac)) => {
+            if let Err(message) = check_signed_template(&hmac.signed, hmac.timestamp_header.is_some()) {
+                error(found, format!("{at}.hmac.signed"), message);
+            }
+        }
+        (_, Some(_)) => warning(
+            found,
+            format!("{at}.hmac"),
+            "hmac settings are only used with scheme = \"hmac\"; remove them".to_owned(),
+        ),
+        (_, None) => {}
+    }
+    for (key, value) in [("id", &webhook.id), ("type", &webhook.event_type)] {
+        if let Some(value) = value
+            && !(value
+                .strip_prefix("header:")
+                .is_some_and(|name| !name.trim().is_empty())
+                || value.starts_with("json:/"))
+        {
+            error(
+                found,
+                format!("{at}.{key}"),
+                format!(
+                    "\"{value}\" is neither \"header:NAME\" nor \"json:/pointer\"; write e.g. \"header:X-Event-Id\" or \"json:/id\""
+                ),
+            );
+        }
+    }
+    if webhook.tolerance.get().is_zero() {
+        error(
+            found,
+            format!("{at}.tolerance"),
+            "tolerance must be longer than 0s (the default is \"5m\")".to_owned(),
+        );
+    }
+}
+
+/// `{body}`, `{timestamp}` (only with a timestamp header) and `{header:NAME}` placeholders.
+fn check_signed_template(template: &str, has_timestamp: bool) -> Result<(), String> {
+    let mut rest = template;
+    let mut body = false;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!(
+                "\"{template}\" opens a placeholder with {{ and never closes it"
+            ));
+        };
+        let name = &rest[start + 1..start + end];
+        match name {
+            "body" => body = true,
+            "timestamp" if has_timestamp => {}
+            "timestamp" => {
+                return Err("{timestamp} needs timestamp_header: the header the provider puts the signed time in".to_owned());
+            }
+            _ if name.strip_prefix("header:").is_some_and(|h| !h.is_empty()) => {}
+            _ => {
+                return Err(format!(
+                    "unknown placeholder {{{name}}}; use {{body}}, {{timestamp}} or {{header:NAME}}"
+                ));
+            }
+        }
+        rest = &rest[start + end + 1..];
+    }
+    if body {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{template}\" does not sign {{body}}: a signature that leaves out the body proves nothing about it"
+        ))
     }
 }

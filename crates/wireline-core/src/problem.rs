@@ -44,6 +44,8 @@ pub enum ProblemKind {
     CircuitOpen,
     /// No usable credential for the service.
     CredentialUnavailable,
+    /// A webhook whose signature does not verify (missing, wrong, or too old).
+    BadSignature,
     /// A bug or an unexpected failure inside Wireline.
     Internal,
 }
@@ -68,6 +70,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => "upstream-timeout",
             Self::CircuitOpen => "circuit-open",
             Self::CredentialUnavailable => "credential-unavailable",
+            Self::BadSignature => "bad-signature",
             Self::Internal => "internal",
         }
     }
@@ -91,6 +94,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => 504,
             Self::CircuitOpen => 503,
             Self::CredentialUnavailable => 503,
+            Self::BadSignature => 401,
             Self::Internal => 500,
         }
     }
@@ -114,6 +118,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => "Upstream timed out",
             Self::CircuitOpen => "Upstream circuit open",
             Self::CredentialUnavailable => "Credential unavailable",
+            Self::BadSignature => "Webhook signature not valid",
             Self::Internal => "Internal error",
         }
     }

@@ -340,7 +340,34 @@ pub async fn keyed_state_expires_and_purges(store: &impl Store) {
         .put("tmp", "x", b"1", Some(now + 1.hours()))
         .await
         .unwrap();
-    assert_eq!(store.purge_expired(now + 2.hours()).await.unwrap(), 2);
+    store.put("dead", "b", b"2", None).await.unwrap();
+    store.put("dead", "a", b"1", None).await.unwrap();
+    store
+        .put("dead", "c", b"3", Some(now + 1.seconds()))
+        .await
+        .unwrap();
+    store.put("other", "z", b"9", None).await.unwrap();
+    let listed = store.list("dead", now, 10).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec()),
+            ("c".to_owned(), b"3".to_vec())
+        ],
+        "one namespace, in key order"
+    );
+    assert_eq!(store.list("dead", now, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list("dead", now + 2.seconds(), 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "expired values are not listed"
+    );
+    assert_eq!(store.purge_expired(now + 2.hours()).await.unwrap(), 3);
     assert!(store.delete("limiter", "stripe").await.unwrap());
     assert!(!store.delete("limiter", "stripe").await.unwrap());
 }

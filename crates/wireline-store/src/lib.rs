@@ -173,6 +173,14 @@ pub trait StateStore: Send + Sync {
     /// Removes a keyed value; true if it was there.
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError>;
 
+    /// The unexpired keys and values of a namespace, in key order, at most `limit`.
+    async fn list(
+        &self,
+        namespace: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// Deletes expired idempotency records and keyed values; returns how many.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }

@@ -476,6 +476,29 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn list(
+        &self,
+        namespace: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let namespace = namespace.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT key, value FROM kv WHERE namespace = ?1 AND (expires_us IS NULL OR expires_us > ?2)
+                 ORDER BY key LIMIT ?3",
+            )?;
+            let rows = statement
+                .query_map(params![namespace, micros(now), limit], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.write(move |connection| {
             let now = micros(now);

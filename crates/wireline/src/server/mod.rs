@@ -4,8 +4,10 @@
 //! theirs (`/hooks`, `/proxy`, `/v1`) into [`router`] as they arrive.
 
 mod direct;
+mod hooks;
 mod problem;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +30,8 @@ use wireline_core::{Problem, ProblemKind, Size};
 use wireline_direct::Direct;
 use wireline_store::Store;
 use wireline_store::sqlite::SqliteStore;
+use wireline_webhook::Ingest;
+use wireline_webhook::delivery::{Deliveries, Head, Patterns};
 
 use crate::telemetry;
 pub use problem::ApiError;
@@ -38,6 +42,11 @@ pub struct AppState {
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
     direct: Arc<Direct>,
+    hooks: Arc<Ingest>,
+    head: Arc<Head>,
+    deliveries: Arc<Deliveries>,
+    /// Per agent, the event types its subscriptions allow it to read.
+    readers: Arc<BTreeMap<String, Patterns>>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -60,10 +69,47 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             anyhow::bail!("{error}");
         }
     };
+    let head = match shared.head().await {
+        Ok(offset) => Head::new(offset),
+        Err(error) => {
+            let _ = store.close().await;
+            anyhow::bail!("cannot read the event log: {error}");
+        }
+    };
+    let hooks = match Ingest::new(&loaded.config, Arc::clone(&shared)) {
+        Ok(hooks) => Arc::new(hooks.with_head(Arc::clone(&head))),
+        Err(error) => {
+            let _ = store.close().await;
+            anyhow::bail!("{error}");
+        }
+    };
+    let deliveries = match Deliveries::start(&loaded.config, Arc::clone(&shared), &head).await {
+        Ok(deliveries) => Arc::new(deliveries),
+        Err(error) => {
+            let _ = store.close().await;
+            anyhow::bail!("{error}");
+        }
+    };
+    let mut readers = BTreeMap::<String, Vec<wireline_core::TypeGlob>>::new();
+    for subscription in &loaded.config.subscriptions {
+        readers
+            .entry(subscription.agent.clone())
+            .or_default()
+            .extend(subscription.events.iter().cloned());
+    }
     let state = AppState {
         store: shared,
         metrics,
         direct: Arc::clone(&direct),
+        hooks,
+        head,
+        deliveries: Arc::clone(&deliveries),
+        readers: Arc::new(
+            readers
+                .into_iter()
+                .map(|(agent, globs)| (agent, Patterns::new(globs)))
+                .collect(),
+        ),
     };
     let app = router(state, server_config.body_limit);
     info!(%address, storage = %store_path.display(), version = env!("CARGO_PKG_VERSION"), "wireline listening");
@@ -85,12 +131,16 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             info!(signal, "shutting down: no new connections, draining in-flight requests");
         }
         finished = &mut server => {
+            deliveries.shutdown().await;
             direct.shutdown().await;
             let _ = store.close().await;
             finished.context("the server task failed")?.context("the server stopped")?;
             anyhow::bail!("the server stopped without a shutdown signal");
         }
     }
+    // Streams end and delivery tasks stop at their next wait, so the drain below is not held
+    // up by long-lived connections.
+    deliveries.signal_stop();
     let _ = stop.send(());
     let grace = server_config.shutdown_grace.get();
     match tokio::time::timeout(grace, server).await {
@@ -103,6 +153,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     // In-flight requests are done (or timed out): store the audit records they left, then
     // close the store.
+    deliveries.shutdown().await;
     direct.shutdown().await;
     store
         .close()
@@ -168,6 +219,9 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
             "/v1/operations/{service}/{operation}",
             post(direct::operation),
         )
+        .route("/hooks/{service}", post(hooks::ingest))
+        .route("/v1/events", get(hooks::pull))
+        .route("/v1/events/stream", get(hooks::stream))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)

@@ -1,0 +1,246 @@
+//! The webhook-driven routes: `POST /hooks/{service}` (ingest), and for agents
+//! `GET /v1/events` (pull) and `GET /v1/events/stream` (Server-Sent Events, resuming from
+//! `Last-Event-ID`). Thin: authenticate, hand over to `wireline-webhook`, render.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+use wireline_core::{Offset, Problem, ProblemKind, TypeGlob};
+use wireline_direct::Caller;
+use wireline_webhook::Received;
+use wireline_webhook::delivery::Patterns;
+
+use super::{ApiError, AppState};
+
+/// `POST /hooks/{service}`: 200 only once the event is durable (or was already stored).
+pub async fn ingest(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match state
+        .hooks
+        .receive(&service, &headers, body, Timestamp::now())
+        .await
+        .map_err(ApiError)?
+    {
+        Received::Stored {
+            offset,
+            duplicate,
+            id,
+            event_type,
+        } => Ok(Json(json!({
+            "offset": offset,
+            "duplicate": duplicate,
+            "id": id,
+            "type": event_type,
+        }))
+        .into_response()),
+        Received::Challenge(challenge) => {
+            Ok(Json(json!({ "challenge": challenge })).into_response())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullQuery {
+    /// Events after this offset (default 0: from the start).
+    #[serde(default)]
+    after: Option<u64>,
+    /// Only these types (a glob), within what the agent's subscriptions allow.
+    #[serde(default)]
+    types: Option<String>,
+    /// At most this many events (default 100, at most 1000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The patterns the calling agent may read: the union of its subscriptions'.
+fn allowed(state: &AppState, headers: &HeaderMap) -> Result<Patterns, ApiError> {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
+    let Caller::Agent(agent) = caller else {
+        return Err(ApiError(Problem::new(
+            ProblemKind::Forbidden,
+            "only agents read events",
+        )));
+    };
+    state.readers.get(&agent).cloned().ok_or_else(|| {
+        ApiError(Problem::new(
+            ProblemKind::Forbidden,
+            format!("agent {agent} has no [[subscriptions]], so it may read no events; add one with the event types it needs"),
+        ))
+    })
+}
+
+fn type_filter(types: Option<&str>) -> Result<Option<TypeGlob>, ApiError> {
+    types
+        .map(|glob| {
+            glob.parse::<TypeGlob>().map_err(|error| {
+                ApiError(Problem::new(
+                    ProblemKind::BadRequest,
+                    format!(
+                        "types: {error}; write a type or a glob such as stripe.payment_intent.*"
+                    ),
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Reads up to `limit` events after `after` that `patterns` and `types` allow, scanning at
+/// most `scan` events; returns them and the last offset looked at.
+async fn page(
+    state: &AppState,
+    patterns: &Patterns,
+    types: Option<&TypeGlob>,
+    after: Offset,
+    limit: usize,
+    scan: usize,
+) -> Result<(Vec<(Offset, serde_json::Value)>, Offset), ApiError> {
+    let mut found = Vec::new();
+    let mut cursor = after;
+    let mut scanned = 0;
+    while found.len() < limit && scanned < scan {
+        let events = state.store.read(cursor, 500).await.map_err(|error| {
+            ApiError(
+                Problem::new(
+                    ProblemKind::StoreUnavailable,
+                    format!("the log cannot be read ({error}); retry shortly"),
+                )
+                .with_retry_after(1),
+            )
+        })?;
+        if events.is_empty() {
+            break;
+        }
+        for stored in events {
+            scanned += 1;
+            cursor = stored.offset;
+            if patterns.matches(&stored.ty) && types.is_none_or(|glob| glob.matches(&stored.ty)) {
+                let event = serde_json::from_str(&stored.body).unwrap_or(serde_json::Value::Null);
+                found.push((stored.offset, event));
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((found, cursor))
+}
+
+/// `GET /v1/events?after=OFFSET&types=GLOB&limit=N`.
+pub async fn pull(
+    State(state): State<AppState>,
+    Query(query): Query<PullQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let patterns = allowed(&state, &headers)?;
+    let types = type_filter(query.types.as_deref())?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (events, last) = page(
+        &state,
+        &patterns,
+        types.as_ref(),
+        Offset(query.after.unwrap_or(0)),
+        limit,
+        10_000,
+    )
+    .await?;
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|(offset, event)| json!({ "offset": offset, "event": event }))
+        .collect();
+    Ok(Json(json!({ "events": events, "next_after": last })).into_response())
+}
+
+/// `GET /v1/events/stream?types=GLOB&after=OFFSET`, resuming after `Last-Event-ID`. Each
+/// message's `id` is the offset and its `data` the CloudEvent.
+pub async fn stream(
+    State(state): State<AppState>,
+    Query(query): Query<PullQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let patterns = allowed(&state, &headers)?;
+    let types = type_filter(query.types.as_deref())?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let after = Offset(resume.or(query.after).unwrap_or(0));
+    let head = state.head.watch();
+    let stop = state.deliveries.stopping();
+    struct Cursor {
+        state: AppState,
+        patterns: Patterns,
+        types: Option<TypeGlob>,
+        after: Offset,
+        buffer: VecDeque<(Offset, serde_json::Value)>,
+        head: tokio::sync::watch::Receiver<Offset>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    }
+    let cursor = Cursor {
+        state,
+        patterns,
+        types,
+        after,
+        buffer: VecDeque::new(),
+        head,
+        stop,
+    };
+    let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            if *cursor.stop.borrow() {
+                return None;
+            }
+            if let Some((offset, event)) = cursor.buffer.pop_front() {
+                let message = SseEvent::default()
+                    .id(offset.to_string())
+                    .data(event.to_string());
+                return Some((Ok::<_, Infallible>(message), cursor));
+            }
+            match page(
+                &cursor.state,
+                &cursor.patterns,
+                cursor.types.as_ref(),
+                cursor.after,
+                100,
+                5_000,
+            )
+            .await
+            {
+                Ok((found, last)) if !found.is_empty() || last > cursor.after => {
+                    cursor.after = last;
+                    cursor.buffer.extend(found);
+                }
+                Ok(_) | Err(_) => {
+                    // Nothing new (or the store hiccupped): wait for a bump, the stop, or a
+                    // short idle look.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        tokio::select! {
+                            _ = cursor.head.changed() => {}
+                            _ = cursor.stop.changed() => {}
+                        }
+                    })
+                    .await;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
