@@ -17,13 +17,13 @@ use crate::{Server, text};
 const STRIPE_SDK: &str = "stripe==16.1.0";
 const SERVICE_KEY: &str = "sk_upstream_fake_0001";
 
-/// A folder on PYTHONPATH where `import stripe` works: the machine's, or one installed once
-/// into the target folder.
-fn stripe_sdk_path() -> PathBuf {
-    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-stripe-16.1.0");
+/// A folder on PYTHONPATH where `check` (Python) succeeds: none needed if the machine has the
+/// package, else `spec` installed once with pip into the target folder.
+pub fn python_package(spec: &str, check: &str) -> PathBuf {
+    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("python-{spec}"));
     let importable = |path: &Path| {
         Command::new("python3")
-            .args(["-c", "import stripe; assert stripe.VERSION == '16.1.0'"])
+            .args(["-c", check])
             .env("PYTHONPATH", path)
             .status()
             .is_ok_and(|s| s.success())
@@ -39,16 +39,20 @@ fn stripe_sdk_path() -> PathBuf {
                 "--target",
             ])
             .arg(&folder)
-            .arg(STRIPE_SDK)
+            .arg(spec)
             .status()
             .expect("python3 -m pip runs");
-        assert!(installed.success(), "pip install {STRIPE_SDK} failed");
-        assert!(
-            importable(&folder),
-            "stripe is not importable after installing it"
-        );
+        assert!(installed.success(), "pip install {spec} failed");
+        assert!(importable(&folder), "{check} fails after installing {spec}");
     }
     folder
+}
+
+fn stripe_sdk_path() -> PathBuf {
+    python_package(
+        STRIPE_SDK,
+        "import stripe; assert stripe.VERSION == '16.1.0'",
+    )
 }
 
 #[derive(Default)]

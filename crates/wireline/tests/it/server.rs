@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{Server, run, text, wireline};
 
-fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
+pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     let path = dir.join("wireline.toml");
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nbody_limit = \"64KiB\"\nshutdown_grace = \"5s\"\n[storage]\npath = \"state/w.db\"\n{extra}"
@@ -15,7 +15,7 @@ fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     path
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     // Wireline's own outbound client: rustls with its provider, no redirects.
     wireline_direct::client::build(None).expect("client")
 }
@@ -173,12 +173,13 @@ async fn secret_values_never_reach_logs_errors_or_metrics() {
     const SECRETS: [(&str, &str); 3] = [
         ("TEST_AGENT_TOKEN", "agent-token-4f1c9e2b7a"),
         ("TEST_UPSTREAM_KEY", "upstream-key-93bd01aa5c"),
-        ("TEST_HOOK_SECRET", "hook-secret-7d2e55c0f1"),
+        // Standard Webhooks secrets: whsec_ and base64 ("hook-secret-7d2e55c0f1").
+        ("TEST_HOOK_SECRET", "whsec_aG9vay1zZWNyZXQtN2QyZTU1YzBmMQ=="),
     ];
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("subscriber.secret"),
-        "file-secret-0c8a3b6e\n",
+        "whsec_ZmlsZS1zZWNyZXQtMGM4YTNiNmU=\n",
     )
     .expect("write");
     let config = write_config(
@@ -224,6 +225,25 @@ secret = "${file:subscriber.secret}"
         .body(vec![b'x'; 70 * 1024])
         .send()
         .await;
+    // A forged webhook: the refusal says which check failed, and nothing more.
+    let forged = http
+        .post(server.url("/hooks/svc"))
+        .header("webhook-id", "msg_1")
+        .header(
+            "webhook-timestamp",
+            jiff::Timestamp::now().as_second().to_string(),
+        )
+        .header(
+            "webhook-signature",
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body("{}")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(forged.status(), 401);
+    let forged = forged.text().await.expect("problem");
+    assert!(forged.contains("bad-signature"), "{forged}");
     let (code, log) = server.terminate();
     assert_eq!(code, Some(0));
     let check = wireline()
@@ -233,7 +253,7 @@ secret = "${file:subscriber.secret}"
         .output()
         .expect("check");
     let everything = format!(
-        "{log}\n{metrics}\n{}{}",
+        "{log}\n{metrics}\n{forged}\n{}{}",
         text(&check.stdout),
         text(&check.stderr)
     );
@@ -244,7 +264,7 @@ secret = "${file:subscriber.secret}"
     for secret in SECRETS
         .iter()
         .map(|(_, value)| *value)
-        .chain(["file-secret-0c8a3b6e"])
+        .chain(["whsec_ZmlsZS1zZWNyZXQtMGM4YTNiNmU="])
     {
         assert!(
             !everything.contains(secret),
