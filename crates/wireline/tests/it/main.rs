@@ -2,6 +2,7 @@
 //! that no secret value ever reaches the output.
 
 mod cli;
+mod crash;
 mod hooks;
 mod sdk;
 mod server;
