@@ -75,6 +75,11 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Push deliveries that were given up (dead letters): list them, or send them again.
+    Deliveries {
+        #[command(subcommand)]
+        action: DeliveriesAction,
+    },
     /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
     Schema {
         /// Output format.
@@ -100,4 +105,30 @@ mod tests {
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+/// `wireline deliveries ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesAction {
+    /// List dead letters: subscription, offset, event, attempts, last error.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this subscription's.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters to be sent again; the running server sends them before new events.
+    Retry {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The subscription (its `name`, or AGENT-N).
+        subscription: String,
+        /// Only the letter at this offset (default: all of the subscription's).
+        #[arg(long)]
+        offset: Option<u64>,
+    },
 }

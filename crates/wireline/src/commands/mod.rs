@@ -2,6 +2,7 @@
 
 mod call;
 mod check;
+mod deliveries;
 mod init;
 mod run;
 mod schema;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check::run(&config.config),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
+        Command::Deliveries { action } => deliveries::run(action),
         Command::Call {
             config,
             service,

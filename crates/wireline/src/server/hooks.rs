@@ -66,18 +66,23 @@ pub struct PullQuery {
     limit: Option<usize>,
 }
 
-/// The patterns the calling agent may read: the union of its subscriptions'.
-fn allowed(state: &AppState, headers: &HeaderMap) -> Result<Patterns, ApiError> {
+/// The calling agent's name (401 without a valid token).
+fn agent(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
-    let Caller::Agent(agent) = caller else {
-        return Err(ApiError(Problem::new(
+    match state.direct.authenticate(authorization).map_err(ApiError)? {
+        Caller::Agent(agent) => Ok(agent),
+        Caller::Operator => Err(ApiError(Problem::new(
             ProblemKind::Forbidden,
-            "only agents read events",
-        )));
-    };
+            "only agents use this route",
+        ))),
+    }
+}
+
+/// The patterns the calling agent may read: the union of its subscriptions'.
+fn allowed(state: &AppState, headers: &HeaderMap) -> Result<Patterns, ApiError> {
+    let agent = agent(state, headers)?;
     state.readers.get(&agent).cloned().ok_or_else(|| {
         ApiError(Problem::new(
             ProblemKind::Forbidden,
@@ -242,5 +247,66 @@ pub async fn stream(
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn store_problem(error: wireline_store::StoreError) -> ApiError {
+    ApiError(
+        Problem::new(
+            ProblemKind::StoreUnavailable,
+            format!("dead letters cannot be read ({error}); retry shortly"),
+        )
+        .with_retry_after(1),
+    )
+}
+
+/// `GET /v1/deliveries/dead`: the calling agent's dead letters.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let agent = agent(&state, &headers)?;
+    let letters = wireline_webhook::delivery::dead_letters(state.store.as_ref(), None)
+        .await
+        .map_err(store_problem)?;
+    let mine: Vec<_> = letters
+        .into_iter()
+        .filter(|letter| state.owners.get(&letter.subscription) == Some(&agent))
+        .collect();
+    Ok(Json(json!({ "dead_letters": mine })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RetryQuery {
+    /// Only the letter at this offset.
+    #[serde(default)]
+    offset: Option<u64>,
+}
+
+/// `POST /v1/deliveries/{subscription}/retry[?offset=N]`: queue the agent's own dead letters.
+pub async fn retry_dead_letters(
+    State(state): State<AppState>,
+    Path(subscription): Path<String>,
+    Query(query): Query<RetryQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let agent = agent(&state, &headers)?;
+    if state.owners.get(&subscription) != Some(&agent) {
+        return Err(ApiError(Problem::new(
+            ProblemKind::NotFound,
+            format!("agent {agent} has no subscription named {subscription:?}"),
+        )));
+    }
+    let queued = wireline_webhook::delivery::redrive(
+        state.store.as_ref(),
+        &subscription,
+        query.offset.map(Offset),
+    )
+    .await
+    .map_err(store_problem)?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({ "queued": queued })),
+    )
         .into_response())
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     deliveries: Arc<Deliveries>,
     /// Per agent, the event types its subscriptions allow it to read.
     readers: Arc<BTreeMap<String, Patterns>>,
+    /// Per subscription name, the agent it belongs to.
+    owners: Arc<BTreeMap<String, String>>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -108,6 +110,14 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             readers
                 .into_iter()
                 .map(|(agent, globs)| (agent, Patterns::new(globs)))
+                .collect(),
+        ),
+        owners: Arc::new(
+            loaded
+                .config
+                .named_subscriptions()
+                .into_iter()
+                .map(|(name, subscription)| (name, subscription.agent.clone()))
                 .collect(),
         ),
     };
@@ -222,6 +232,11 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .route("/hooks/{service}", post(hooks::ingest))
         .route("/v1/events", get(hooks::pull))
         .route("/v1/events/stream", get(hooks::stream))
+        .route("/v1/deliveries/dead", get(hooks::dead_letters))
+        .route(
+            "/v1/deliveries/{subscription}/retry",
+            post(hooks::retry_dead_letters),
+        )
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)

@@ -245,3 +245,149 @@ for m in messages:
     );
     drop(stream);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_redriven_by_cli_and_api() {
+    // A receiver that fails until told to recover.
+    type Flaky = Arc<(std::sync::atomic::AtomicBool, Mutex<Vec<String>>, tokio::sync::Notify)>;
+    let flaky: Flaky = Arc::default();
+    let app = Router::new()
+        .fallback(|State(flaky): State<Flaky>, headers: HeaderMap| async move {
+            let id = headers["webhook-id"].to_str().unwrap_or_default().to_owned();
+            flaky.1.lock().expect("lock").push(id);
+            flaky.2.notify_waiters();
+            if flaky.0.load(std::sync::atomic::Ordering::SeqCst) {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        })
+        .with_state(Arc::clone(&flaky));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/in", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let seen = |n: usize| {
+        let flaky = Arc::clone(&flaky);
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(20), async {
+                loop {
+                    let notified = flaky.2.notified();
+                    if flaky.1.lock().expect("lock").len() >= n {
+                        return;
+                    }
+                    notified.await;
+                }
+            })
+            .await
+            .expect("pushes in time");
+        }
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let config = crate::server::write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agents.billing]
+token = "${{env:BILLING_TOKEN}}"
+scopes = []
+[services.stripe]
+base_url = "https://api.stripe.com"
+[services.stripe.webhook]
+scheme = "stripe"
+secret = "${{env:STRIPE_WHSEC}}"
+[[subscriptions]]
+agent = "billing"
+events = ["stripe.*"]
+url = "{url}"
+secret = "${{env:PUSH_SECRET}}"
+schedule = ["0s", "10ms"]
+"#
+        ),
+    );
+    let envs = [
+        ("BILLING_TOKEN", "billing-token-1"),
+        ("STRIPE_WHSEC", STRIPE_WHSEC),
+        ("PUSH_SECRET", PUSH_SECRET),
+    ];
+    let server = Server::start(&config, &envs);
+    let http = crate::server::client();
+    let body = r#"{"id":"evt_dead","type":"invoice.payment_failed"}"#;
+    let response = http
+        .post(server.url("/hooks/stripe"))
+        .header("stripe-signature", stripe_signature(body))
+        .body(body)
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 200);
+    seen(2).await; // both attempts failed: dead-lettered
+    let dead = || async {
+        let mut listed: serde_json::Value;
+        // The letter is written right after the last failed attempt; ask until it is there.
+        loop {
+            listed = http
+                .get(server.url("/v1/deliveries/dead"))
+                .bearer_auth("billing-token-1")
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            if !listed["dead_letters"].as_array().expect("list").is_empty() {
+                return listed;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let listed = tokio::time::timeout(std::time::Duration::from_secs(20), dead())
+        .await
+        .expect("dead letter listed");
+    assert_eq!(listed["dead_letters"][0]["event_id"], "evt_dead");
+    assert_eq!(listed["dead_letters"][0]["attempts"], 2);
+    assert_eq!(listed["dead_letters"][0]["subscription"], "billing-1");
+
+    let cli = |args: &[&str]| {
+        crate::wireline()
+            .args(["deliveries"])
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .envs(envs)
+            .output()
+            .expect("runs")
+    };
+    let listed = cli(&["list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(text(&listed.stdout).contains("evt_dead"), "{}", text(&listed.stdout));
+    let unknown = cli(&["retry", "nobody-1"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("billing-1"), "{}", text(&unknown.stderr));
+
+    flaky.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let retried = cli(&["retry", "billing-1"]);
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    assert!(text(&retried.stdout).contains("queued 1"), "{}", text(&retried.stdout));
+    seen(3).await;
+    assert_eq!(flaky.1.lock().expect("lock")[2], "evt_dead", "re-driven with the same webhook-id");
+    let not_mine = http
+        .post(server.url("/v1/deliveries/someone-else/retry"))
+        .bearer_auth("billing-token-1")
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(not_mine.status(), 404);
+    let again = http
+        .post(server.url("/v1/deliveries/billing-1/retry"))
+        .bearer_auth("billing-token-1")
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(again.status(), 202);
+    let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("joined");
+    assert_eq!(code, Some(0), "{log}");
+}
