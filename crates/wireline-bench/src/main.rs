@@ -7,6 +7,7 @@
 //! rusqlite, one durable transaction per append, which is what group commit replaces). Each
 //! figure is the median of `--runs` runs on a fresh database.
 
+mod hooks;
 mod proxy;
 
 use std::path::Path;
@@ -39,6 +40,16 @@ enum Bench {
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
     },
+    /// Webhooks: verified durable ingest against /healthz at 64 and 256 connections, and push
+    /// delivery. Needs the release `wireline` binary (`cargo build --release --workspace`).
+    Hooks {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Events (and /healthz requests) per run.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
     /// The event log: append throughput and latency, sequential reads.
     Store {
         /// Runs per figure; the median is reported.
@@ -64,6 +75,13 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(proxy::run(runs, requests))
+        }
+        Bench::Hooks { runs, events } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(hooks::run(runs, events))
         }
         Bench::Store {
             runs,

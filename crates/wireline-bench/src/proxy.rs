@@ -53,10 +53,10 @@ async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
     Ok(Upstream { address, hits })
 }
 
-struct Wireline {
+pub(crate) struct Wireline {
     child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
+    pub(crate) address: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Wireline {
@@ -66,7 +66,8 @@ impl Drop for Wireline {
     }
 }
 
-fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
+/// The release `wireline` binary next to this one.
+pub(crate) fn binary() -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     let binary = exe
         .parent()
@@ -78,6 +79,11 @@ fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
             binary.display()
         );
     }
+    Ok(binary)
+}
+
+fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
+    let binary = binary()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("wireline.toml");
     std::fs::write(
@@ -86,10 +92,14 @@ fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
             "[server]\nlisten = \"127.0.0.1:0\"\n[agents.bench]\ntoken = \"${{env:BENCH_TOKEN}}\"\nscopes = [\"{service}:read\"]\n{services}"
         ),
     )?;
-    spawn(&binary, &config, dir)
+    spawn(&binary, &config, Some(dir))
 }
 
-fn spawn(binary: &Path, config: &Path, dir: tempfile::TempDir) -> anyhow::Result<Wireline> {
+pub(crate) fn spawn(
+    binary: &Path,
+    config: &Path,
+    dir: Option<tempfile::TempDir>,
+) -> anyhow::Result<Wireline> {
     let mut child = Command::new(binary)
         .args(["--log-format", "json", "run", "-c"])
         .arg(config)
@@ -161,11 +171,11 @@ async fn load(url: &str, connections: usize, total: usize, auth: bool) -> anyhow
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn micros(duration: Duration) -> f64 {
+pub(crate) fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 

@@ -708,6 +708,11 @@ pub struct Subscription {
     /// How long one push may take before it counts as failed.
     #[serde(default = "default_push_timeout")]
     pub timeout: Duration,
+    /// Where a new subscription starts: `now` (events appended from its first start on) or
+    /// `beginning` (the whole log). Only the first start counts; after that its position is
+    /// kept.
+    #[serde(default)]
+    pub start: SubscriptionStart,
     /// At most this many pushes to the endpoint, e.g. `"50/s"`; deliveries wait their turn.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
@@ -734,6 +739,17 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStart {
+    /// With events appended after its first start.
+    #[default]
+    Now,
+    /// With the first event in the log.
+    Beginning,
 }
 
 fn default_push_timeout() -> Duration {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use wireline_config::model::{Config, Subscription};
+use wireline_config::model::{Config, Subscription, SubscriptionStart};
 use wireline_core::{Event, Offset, TypeGlob};
 use wireline_direct::client::{self, Outbound};
 use wireline_policy::limiter::LimiterConfig;
@@ -140,6 +140,10 @@ struct Worker {
     store: Arc<dyn Store>,
     head: watch::Receiver<Offset>,
     stop: watch::Receiver<bool>,
+    /// Delivered (or skipped) up to here, not yet committed.
+    uncommitted: Option<Offset>,
+    /// True until the first event after a start: only then may stored retry state exist.
+    first_delivery: bool,
 }
 
 /// The running push deliveries.
@@ -193,6 +197,8 @@ impl Deliveries {
                 store: Arc::clone(&store),
                 head: head.watch(),
                 stop: stopped.clone(),
+                uncommitted: None,
+                first_delivery: true,
             };
             let cursor = worker
                 .start_position()
@@ -282,16 +288,19 @@ impl Worker {
     }
 
     /// Where the subscription is: its committed offset, or for a new one the log's head now
-    /// (a new subscription gets events from its creation on; replay covers older ones).
+    /// (`start = "now"`) or its beginning.
     async fn start_position(&self) -> Result<Offset, StoreError> {
         let name = offset_name(&self.name);
         if let Some(offset) = self.store.load_offset(&name).await? {
             return Ok(offset);
         }
-        let head = self.store.head().await?;
-        self.store.commit_offset(&name, head).await?;
-        info!(subscription = %self.name, from = %head, "new subscription: delivering events after the current head");
-        Ok(head)
+        let from = match self.subscription.start {
+            SubscriptionStart::Now => self.store.head().await?,
+            SubscriptionStart::Beginning => Offset::START,
+        };
+        self.store.commit_offset(&name, from).await?;
+        info!(subscription = %self.name, after = %from, "new subscription: delivering events after this offset");
+        Ok(from)
     }
 
     fn stopping(&self) -> bool {
@@ -308,16 +317,27 @@ impl Worker {
             }
             for stored in events {
                 if self.stopping() {
-                    return Ok(());
+                    break;
                 }
                 if self.patterns.matches(&stored.ty) && !self.deliver(&stored, false).await? {
-                    return Ok(()); // stopped while waiting to retry; the state is stored
+                    break; // stopped while waiting to retry; the state is stored
                 }
                 cursor = stored.offset;
-                self.store
-                    .commit_offset(&offset_name(&self.name), cursor)
-                    .await?;
+                self.uncommitted = Some(cursor);
             }
+            // One durable write per page, not per event: after a crash at most a page is
+            // sent again, with the same webhook-ids, which receivers dedupe.
+            self.flush_offset().await?;
+        }
+        self.flush_offset().await
+    }
+
+    /// Commits the position reached, if it moved.
+    async fn flush_offset(&mut self) -> Result<(), StoreError> {
+        if let Some(offset) = self.uncommitted.take() {
+            self.store
+                .commit_offset(&offset_name(&self.name), offset)
+                .await?;
         }
         Ok(())
     }
@@ -370,17 +390,25 @@ impl Worker {
         } else {
             self.name.clone()
         };
-        let mut pending = match self
-            .store
-            .get(PENDING, &state_key, Timestamp::now())
-            .await?
-        {
-            Some(bytes) => serde_json::from_slice::<Pending>(&bytes)
-                .ok()
-                .filter(|p| p.offset == stored.offset),
-            None => None,
-        }
-        .unwrap_or(Pending {
+        // Retry state is read from the store only for the first event after a (re)start and
+        // for re-drives; after that it lives here and is written only when an attempt fails.
+        let resumed = if redrive || self.first_delivery {
+            self.first_delivery = redrive && self.first_delivery;
+            match self
+                .store
+                .get(PENDING, &state_key, Timestamp::now())
+                .await?
+            {
+                Some(bytes) => serde_json::from_slice::<Pending>(&bytes)
+                    .ok()
+                    .filter(|p| p.offset == stored.offset),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let mut stored_state = resumed.is_some();
+        let mut pending = resumed.unwrap_or(Pending {
             offset: stored.offset,
             attempts: 0,
             next_at: Timestamp::now() + self.delay(0),
@@ -396,7 +424,9 @@ impl Worker {
             let outcome = match attempt {
                 Attempt::Delivered => {
                     metrics::counter!("wireline_delivery_total", "subscription" => self.name.clone(), "outcome" => "delivered").increment(1);
-                    self.store.delete(PENDING, &state_key).await?;
+                    if stored_state {
+                        self.store.delete(PENDING, &state_key).await?;
+                    }
                     return Ok(true);
                 }
                 Attempt::Gone => Err("the endpoint answered 410 Gone".to_owned()),
@@ -410,7 +440,9 @@ impl Worker {
                 Ok(failed) if pending.attempts < schedule_len => failed,
                 Ok((error, _)) | Err(error) => {
                     self.dead_letter(stored, pending.attempts, error).await?;
-                    self.store.delete(PENDING, &state_key).await?;
+                    if stored_state {
+                        self.store.delete(PENDING, &state_key).await?;
+                    }
                     return Ok(true);
                 }
             };
@@ -419,6 +451,11 @@ impl Worker {
                 .max(wait_at_least.unwrap_or_default());
             pending.next_at = Timestamp::now() + wait;
             pending.last_error = error;
+            // Before waiting: the position reached so far, and this event's retry state.
+            if !redrive {
+                self.flush_offset().await?;
+            }
+            stored_state = true;
             self.store
                 .put(
                     PENDING,

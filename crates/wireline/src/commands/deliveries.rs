@@ -39,7 +39,11 @@ fn known(loaded: &wireline_config::Loaded, subscription: &str) -> anyhow::Result
     if !names.iter().any(|name| name == subscription) {
         bail!(
             "no subscription named {subscription:?}; the config has: {}",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     }
     Ok(())
@@ -64,11 +68,19 @@ async fn list(path: &Path, subscription: Option<&str>, json: bool) -> anyhow::Re
         println!("no dead letters");
         return Ok(());
     }
-    println!("{:<20} {:>8}  {:<28} {:<32} {:>8}  last error", "subscription", "offset", "event id", "type", "attempts");
+    println!(
+        "{:<20} {:>8}  {:<28} {:<32} {:>8}  last error",
+        "subscription", "offset", "event id", "type", "attempts"
+    );
     for letter in &letters {
         println!(
             "{:<20} {:>8}  {:<28} {:<32} {:>8}  {}",
-            letter.subscription, letter.offset, letter.event_id, letter.event_type, letter.attempts, letter.last_error
+            letter.subscription,
+            letter.offset,
+            letter.event_id,
+            letter.event_type,
+            letter.attempts,
+            letter.last_error
         );
     }
     println!("\nsend them again with: wireline deliveries retry SUBSCRIPTION [--offset N]");
@@ -84,9 +96,13 @@ async fn retry(path: &Path, subscription: &str, offset: Option<Offset>) -> anyho
     match queued? {
         0 => bail!(
             "no dead letters for {subscription}{}; see `wireline deliveries list`",
-            offset.map(|o| format!(" at offset {o}")).unwrap_or_default()
+            offset
+                .map(|o| format!(" at offset {o}"))
+                .unwrap_or_default()
         ),
-        n => println!("queued {n} dead letter(s) of {subscription}; the running server sends them before new events"),
+        n => println!(
+            "queued {n} dead letter(s) of {subscription}; the running server sends them before new events"
+        ),
     }
     Ok(())
 }

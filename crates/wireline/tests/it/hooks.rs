@@ -249,21 +249,32 @@ for m in messages:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_redriven_by_cli_and_api() {
     // A receiver that fails until told to recover.
-    type Flaky = Arc<(std::sync::atomic::AtomicBool, Mutex<Vec<String>>, tokio::sync::Notify)>;
+    type Flaky = Arc<(
+        std::sync::atomic::AtomicBool,
+        Mutex<Vec<String>>,
+        tokio::sync::Notify,
+    )>;
     let flaky: Flaky = Arc::default();
     let app = Router::new()
-        .fallback(|State(flaky): State<Flaky>, headers: HeaderMap| async move {
-            let id = headers["webhook-id"].to_str().unwrap_or_default().to_owned();
-            flaky.1.lock().expect("lock").push(id);
-            flaky.2.notify_waiters();
-            if flaky.0.load(std::sync::atomic::Ordering::SeqCst) {
-                axum::http::StatusCode::OK
-            } else {
-                axum::http::StatusCode::SERVICE_UNAVAILABLE
-            }
-        })
+        .fallback(
+            |State(flaky): State<Flaky>, headers: HeaderMap| async move {
+                let id = headers["webhook-id"]
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                flaky.1.lock().expect("lock").push(id);
+                flaky.2.notify_waiters();
+                if flaky.0.load(std::sync::atomic::Ordering::SeqCst) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
+        )
         .with_state(Arc::clone(&flaky));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/in", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -361,17 +372,33 @@ schedule = ["0s", "10ms"]
     };
     let listed = cli(&["list"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
-    assert!(text(&listed.stdout).contains("evt_dead"), "{}", text(&listed.stdout));
+    assert!(
+        text(&listed.stdout).contains("evt_dead"),
+        "{}",
+        text(&listed.stdout)
+    );
     let unknown = cli(&["retry", "nobody-1"]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(text(&unknown.stderr).contains("billing-1"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("billing-1"),
+        "{}",
+        text(&unknown.stderr)
+    );
 
     flaky.0.store(true, std::sync::atomic::Ordering::SeqCst);
     let retried = cli(&["retry", "billing-1"]);
     assert!(retried.status.success(), "{}", text(&retried.stderr));
-    assert!(text(&retried.stdout).contains("queued 1"), "{}", text(&retried.stdout));
+    assert!(
+        text(&retried.stdout).contains("queued 1"),
+        "{}",
+        text(&retried.stdout)
+    );
     seen(3).await;
-    assert_eq!(flaky.1.lock().expect("lock")[2], "evt_dead", "re-driven with the same webhook-id");
+    assert_eq!(
+        flaky.1.lock().expect("lock")[2],
+        "evt_dead",
+        "re-driven with the same webhook-id"
+    );
     let not_mine = http
         .post(server.url("/v1/deliveries/someone-else/retry"))
         .bearer_auth("billing-token-1")
