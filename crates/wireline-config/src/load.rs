@@ -171,6 +171,13 @@ pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Findin
             Err(message) => findings.push(locate(key_path, Severity::Error, message)),
         }
     }
+    for key_path in malformed_signing_secrets(&config) {
+        findings.push(locate(
+            key_path,
+            Severity::Error,
+            "this must be a Standard Webhooks secret: whsec_ followed by base64 (generate one with `echo whsec_$(openssl rand -base64 32)`, or copy it again from the provider)".to_owned(),
+        ));
+    }
     if findings.iter().any(Finding::is_error) {
         return Err(sorted(findings));
     }
@@ -361,4 +368,39 @@ mod tests {
         assert_eq!(line_column(text, 6), (2, 1));
         assert_eq!(line_column(text, text.rfind('=').unwrap_or(0)), (2, 4));
     }
+}
+
+/// Key paths of resolved secrets that sign Standard Webhooks (a `standard` webhook's secrets,
+/// push subscriptions' secrets) but are not `whsec_` + base64.
+fn malformed_signing_secrets(config: &crate::model::Config) -> Vec<String> {
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+    let bad = |secret: &crate::secret::Secret| {
+        secret.value().is_some_and(|value| {
+            let text = value.expose_secret();
+            base64::engine::general_purpose::STANDARD
+                .decode(text.strip_prefix("whsec_").unwrap_or(text))
+                .ok()
+                .is_none_or(|key| key.is_empty())
+        })
+    };
+    let mut found = Vec::new();
+    for (name, service) in &config.services {
+        if let Some(webhook) = &service.webhook
+            && webhook.scheme == crate::model::WebhookScheme::Standard
+        {
+            if bad(&webhook.secret) {
+                found.push(format!("services.{name}.webhook.secret"));
+            }
+            if webhook.next_secret.as_ref().is_some_and(bad) {
+                found.push(format!("services.{name}.webhook.next_secret"));
+            }
+        }
+    }
+    for (index, subscription) in config.subscriptions.iter().enumerate() {
+        if subscription.url.is_some() && subscription.secret.as_ref().is_some_and(bad) {
+            found.push(format!("subscriptions[{index}].secret"));
+        }
+    }
+    found
 }

@@ -172,7 +172,7 @@ impl Ingest {
 
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         let (body_id, body_type) = hook.scheme.body_fields();
-        if json.is_none() && is_json(headers) {
+        if json.is_none() && (is_json(headers) || matches!(hook.scheme, Scheme::Stripe)) {
             return Err(Problem::new(
                 ProblemKind::BadRequest,
                 format!(
@@ -268,8 +268,9 @@ fn normalise(
     now: Timestamp,
 ) -> Event {
     let text = std::str::from_utf8(body).ok();
-    let data = match (&json, text) {
-        (Some(json), _) => json.clone(),
+    let is_json = json.is_some();
+    let data = match (json, text) {
+        (Some(json), _) => json,
         (None, Some(text)) => Value::String(text.to_owned()),
         (None, None) => Value::Null,
     };
@@ -284,7 +285,7 @@ fn normalise(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| json.is_some().then(|| "application/json".to_owned()));
+        .or_else(|| is_json.then(|| "application/json".to_owned()));
     match text {
         Some(text) => {
             event

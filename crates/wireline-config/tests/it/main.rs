@@ -133,6 +133,30 @@ fn bad_configs_are_located_and_explained() {
         "environment variable MISSING_TOKEN is not set",
     );
     check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"standard\"\nsecret = \"${env:KEY}\"\n",
+        (5, 10),
+        "services.s.webhook.secret",
+        "must be a Standard Webhooks secret: whsec_ followed by base64",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"hmac\"\nsecret = \"${env:KEY}\"\n",
+        (3, 1),
+        "services.s.webhook.hmac",
+        "add hmac = { header",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"hmac\"\nsecret = \"${env:KEY}\"\nhmac = { header = \"X-Sig\", signed = \"{timestamp}\" }\n",
+        (6, 37),
+        "services.s.webhook.hmac.signed",
+        "{timestamp} needs timestamp_header",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"github\"\nsecret = \"${env:KEY}\"\nid = \"body.id\"\n",
+        (6, 6),
+        "services.s.webhook.id",
+        "\"header:X-Event-Id\" or \"json:/id\"",
+    );
+    check_error(
         "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"stripe\"\nsecret = \"${file:does-not-exist}\"\n",
         (5, 10),
         "services.s.webhook.secret",
@@ -211,7 +235,7 @@ scopes = ["events:read"]
 base_url = "http://127.0.0.1:9"
 auth = { basic = { username = "api", password = "${env:FROM_PROCESS}" } }
 [services.s.webhook]
-scheme = "standard"
+scheme = "github"
 secret = "${file:hook.secret}"
 "#;
     let path = dir.path().join("wireline.toml");

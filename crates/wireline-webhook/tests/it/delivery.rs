@@ -273,3 +273,63 @@ async fn a_pending_retry_resumes_after_a_restart() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_holds_up_only_its_own_subscription() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&dir.path().join("w.db")).expect("store");
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let (down, down_url) = receiver(&[503; 100]).await;
+    let (up, up_url) = receiver(&[]).await;
+    let text = format!(
+        r#"
+[agents.bot]
+token = "${{env:BOT_TOKEN}}"
+scopes = []
+[[subscriptions]]
+agent = "bot"
+events = ["stripe.*"]
+url = "{down_url}"
+secret = "${{env:PUSH_SECRET}}"
+[[subscriptions]]
+agent = "bot"
+events = ["stripe.*"]
+url = "{up_url}"
+secret = "${{env:PUSH_SECRET}}"
+"#
+    );
+    let vars: BTreeMap<String, String> =
+        [("BOT_TOKEN", "bot-token-1"), ("PUSH_SECRET", PUSH_SECRET)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let loaded = load_str(
+        &text,
+        &dir.path().join("wireline.toml"),
+        &Env::from_map(vars),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    let head = Head::new(Offset::START);
+    let deliveries = Deliveries::start(&loaded.config, Arc::clone(&shared), &head)
+        .await
+        .expect("start");
+    for n in 0..5 {
+        append(
+            &store,
+            &head,
+            &format!("evt_{n}"),
+            "stripe.charge.succeeded",
+        )
+        .await;
+    }
+    let seen = until_seen(&up, 5).await;
+    let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["evt_0", "evt_1", "evt_2", "evt_3", "evt_4"]);
+    let failing = until_seen(&down, 1).await;
+    assert_eq!(
+        failing.len(),
+        1,
+        "the failing endpoint is waiting out its 5 s retry of evt_0: {failing:?}"
+    );
+    deliveries.shutdown().await;
+}

@@ -229,6 +229,19 @@ async fn refused_requests_are_never_stored_and_say_why() {
         assert!(problem.detail.contains(says), "{}", problem.detail);
         assert!(!problem.detail.contains(SECRET));
     }
+    // Stripe events are JSON, whatever the Content-Type says.
+    let not_json = b"id=evt_9";
+    let problem = w
+        .ingest
+        .receive(
+            "stripe",
+            &signed("stripe", SECRET, not_json, now),
+            Bytes::from_static(not_json),
+            at(now),
+        )
+        .await
+        .expect_err("400");
+    assert_eq!(problem.kind, ProblemKind::BadRequest);
     // Signed, but not the JSON its Content-Type promises.
     let bad_json = b"{not json";
     let mut h = signed("stripe", SECRET, bad_json, now);
