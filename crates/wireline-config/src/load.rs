@@ -357,19 +357,6 @@ pub(crate) fn span_of(document: &Spanned<DeTable<'_>>, key_path: &str) -> Range<
     span
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_and_column() {
-        let text = "a = 1\nbé = 2\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 6), (2, 1));
-        assert_eq!(line_column(text, text.rfind('=').unwrap_or(0)), (2, 4));
-    }
-}
-
 /// Key paths of resolved secrets that sign Standard Webhooks (a `standard` webhook's secrets,
 /// push subscriptions' secrets) but are not `whsec_` + base64.
 fn malformed_signing_secrets(config: &crate::model::Config) -> Vec<String> {
@@ -403,4 +390,17 @@ fn malformed_signing_secrets(config: &crate::model::Config) -> Vec<String> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        assert_eq!(line_column(text, text.rfind('=').unwrap_or(0)), (2, 4));
+    }
 }
