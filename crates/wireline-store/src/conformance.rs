@@ -132,6 +132,34 @@ pub async fn concurrent_appends_are_all_stored_once(store: &(impl Store + Clone 
     assert_eq!(fresh, dense, "offsets are dense: duplicates use up none");
 }
 
+pub async fn serialized_events_are_stored_byte_for_byte(store: &impl Store) {
+    let mut envelope = event("raw", "t.raw", 0);
+    envelope.data = None;
+    let text = serde_json::to_string(&envelope).unwrap();
+    let raw = "{ \"b\": 1,  \"a\": [2, 3] }";
+    let body = format!("{},\"data\":{raw}}}", &text[..text.len() - 1]);
+    let appended = store
+        .append_json("raw", &envelope, body.clone())
+        .await
+        .unwrap();
+    let stored = store.read(Offset::START, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].offset, appended.offset);
+    assert_eq!(
+        stored[0].body, body,
+        "exactly as given, spacing and key order kept"
+    );
+    assert_eq!(stored[0].ty, "t.raw");
+    assert_eq!(stored[0].event().unwrap().data.unwrap()["a"][1], 3);
+    assert!(
+        store
+            .append_json("raw", &envelope, body)
+            .await
+            .unwrap()
+            .duplicate
+    );
+}
+
 pub async fn read_pages_from_an_offset(store: &impl Store) {
     for n in 0..10 {
         store
@@ -394,6 +422,7 @@ macro_rules! store_conformance {
             duplicate_append_stores_nothing_and_returns_original_offset,
             concurrent_appends_are_all_stored_once,
             read_pages_from_an_offset,
+            serialized_events_are_stored_byte_for_byte,
             stored_event_round_trips,
             query_filters_by_type_glob_and_time_range,
             subscriber_offsets_commit_and_load,

@@ -89,7 +89,22 @@ impl EventQuery {
 pub trait EventLog: Send + Sync {
     /// Appends `event` unless an event with `dedupe_id` is already stored. Returns once the
     /// event is durable (or known to be a duplicate).
-    async fn append(&self, dedupe_id: &str, event: &Event) -> Result<Appended, StoreError>;
+    async fn append(&self, dedupe_id: &str, event: &Event) -> Result<Appended, StoreError> {
+        let body =
+            serde_json::to_string(event).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        self.append_json(dedupe_id, event, body).await
+    }
+
+    /// Like [`EventLog::append`], for a producer that serialized the event itself (to keep
+    /// exact bytes, such as a webhook's raw body as `data`): `body` is stored and read back
+    /// as it is; `event` gives the indexed fields (type, source, subject, time) and must
+    /// describe the same event.
+    async fn append_json(
+        &self,
+        dedupe_id: &str,
+        event: &Event,
+        body: String,
+    ) -> Result<Appended, StoreError>;
 
     /// Events after `after`, in order, at most `limit`.
     async fn read(&self, after: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {

@@ -205,11 +205,25 @@ impl Ingest {
         let id =
             provider_id.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
         let event_type = format!("{service}.{provider_type}");
-        let event = normalise(service, &id, &event_type, headers, &body, json, now);
+        let (event, serialized) = normalise(
+            service,
+            &id,
+            &event_type,
+            headers,
+            &body,
+            json.is_some(),
+            now,
+        )
+        .map_err(|error| {
+            Problem::new(
+                ProblemKind::Internal,
+                format!("the event could not be serialized ({error})"),
+            )
+        })?;
 
         let appended = self
             .store
-            .append(&format!("hook:{service}:{id}"), &event)
+            .append_json(&format!("hook:{service}:{id}"), &event, serialized)
             .await
             .map_err(|error| {
                 metrics::counter!("wireline_webhook_received_total", "service" => service.to_owned(), "outcome" => "store_unavailable").increment(1);
@@ -255,49 +269,50 @@ fn refused(service: &str, refusal: &Refusal) -> Problem {
     )
 }
 
-/// The CloudEvents envelope: `data` is the parsed JSON body (or the body as text), and the
-/// exact raw body is kept in the `wlrawbody` extension for audit (base64 in `wlrawbody64`
-/// when it is not UTF-8), so a signature can be re-checked later.
+/// The CloudEvent, serialized. A JSON body becomes `data` byte for byte (spliced into the
+/// envelope, never re-serialized), so the stored event keeps exactly what was signed and a
+/// signature can be re-checked from it later. Any other body becomes `data` as a string
+/// (UTF-8), with the exact bytes also in the `wlrawbody64` extension when they are not UTF-8.
 fn normalise(
     service: &str,
     id: &str,
     event_type: &str,
     headers: &HeaderMap,
     body: &[u8],
-    json: Option<Value>,
+    is_json: bool,
     now: Timestamp,
-) -> Event {
+) -> Result<(Event, String), serde_json::Error> {
     let text = std::str::from_utf8(body).ok();
-    let is_json = json.is_some();
-    let data = match (json, text) {
-        (Some(json), _) => json,
-        (None, Some(text)) => Value::String(text.to_owned()),
-        (None, None) => Value::Null,
-    };
     let mut event = Event::new(
         id,
         format!("wireline://hooks/{service}"),
         event_type,
         now,
-        data,
+        Value::Null,
     );
     event.datacontenttype = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| is_json.then(|| "application/json".to_owned()));
-    match text {
-        Some(text) => {
-            event
-                .extensions
-                .insert("wlrawbody".to_owned(), Value::String(text.to_owned()));
-        }
-        None => {
-            event.extensions.insert(
-                "wlrawbody64".to_owned(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            );
-        }
+    if let (true, Some(raw)) = (is_json, text) {
+        event.data = None;
+        let envelope = serde_json::to_string(&event)?;
+        // The envelope is a JSON object: put `data` before its closing brace.
+        let mut serialized = String::with_capacity(envelope.len() + raw.len() + 8);
+        serialized.push_str(&envelope[..envelope.len() - 1]);
+        serialized.push_str(",\"data\":");
+        serialized.push_str(raw);
+        serialized.push('}');
+        return Ok((event, serialized));
     }
-    event
+    event.data = Some(text.map_or(Value::Null, |t| Value::String(t.to_owned())));
+    if text.is_none() {
+        event.extensions.insert(
+            "wlrawbody64".to_owned(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+        );
+    }
+    let serialized = serde_json::to_string(&event)?;
+    Ok((event, serialized))
 }

@@ -232,10 +232,13 @@ fn seq(offset: Offset) -> i64 {
 
 #[async_trait]
 impl EventLog for SqliteStore {
-    async fn append(&self, dedupe_id: &str, event: &Event) -> Result<Appended, StoreError> {
-        // Serialize on the caller's task, so the writer thread only runs SQL.
-        let body =
-            serde_json::to_string(event).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    async fn append_json(
+        &self,
+        dedupe_id: &str,
+        event: &Event,
+        body: String,
+    ) -> Result<Appended, StoreError> {
+        // Serialized on the caller's task, so the writer thread only runs SQL.
         let dedupe_id = dedupe_id.to_owned();
         let ty = event.ty.clone();
         let source = event.source.clone();
