@@ -7,7 +7,12 @@
 //! rusqlite, one durable transaction per append, which is what group commit replaces). Each
 //! figure is the median of `--runs` runs on a fresh database.
 
+// The same allocator as the wireline binary, so the bare proxy baseline is a fair floor.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod hooks;
+mod null_proxy;
 mod proxy;
 
 use std::path::Path;
@@ -50,6 +55,13 @@ enum Bench {
         #[arg(long, default_value_t = 20_000)]
         events: usize,
     },
+    /// (Used by `proxy`.) A bare forwarding proxy, the floor under any proxy's cost.
+    #[command(hide = true)]
+    NullProxy {
+        /// The upstream's address (host:port).
+        #[arg(long)]
+        upstream: String,
+    },
     /// The event log: append throughput and latency, sequential reads.
     Store {
         /// Runs per figure; the median is reported.
@@ -75,6 +87,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(proxy::run(runs, requests))
+        }
+        Bench::NullProxy { upstream } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(null_proxy::run(upstream))
         }
         Bench::Hooks { runs, events } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -187,9 +187,12 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
     )?;
     let direct_url = format!("http://{}/v1/customers/cus_1", fast.address);
     let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
-    // Warm both paths (connections, caches).
+    let null = NullProxy::start(&fast.address.to_string())?;
+    let null_url = format!("http://{}/v1/customers/cus_1", null.address);
+    // Warm the paths (connections, caches).
     load(&direct_url, 8, 2_000, false).await?;
     load(&proxy_url, 8, 2_000, true).await?;
+    load(&null_url, 8, 2_000, false).await?;
 
     let mut rows: Vec<(String, Vec<f64>, &str)> = Vec::new();
     for connections in [1usize, 64] {
@@ -205,9 +208,19 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
         let mut added_p99 = Vec::new();
         let mut direct_p50 = Vec::new();
         let mut proxy_p50 = Vec::new();
+        let mut null_ratio = Vec::new();
+        let mut null_added_p50 = Vec::new();
+        let mut of_null = Vec::new();
         for _ in 0..runs {
             let direct = load(&direct_url, connections, total, false).await?;
             let proxied = load(&proxy_url, connections, total, true).await?;
+            let bare = load(&null_url, connections, total, false).await?;
+            null_ratio.push(bare.per_second / direct.per_second * 100.0);
+            null_added_p50.push(
+                micros(percentile(&bare.latencies, 0.5))
+                    - micros(percentile(&direct.latencies, 0.5)),
+            );
+            of_null.push(proxied.per_second / bare.per_second * 100.0);
             direct_rps.push(direct.per_second);
             proxy_rps.push(proxied.per_second);
             ratio.push(proxied.per_second / direct.per_second * 100.0);
@@ -256,6 +269,21 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
             format!("added p99 latency, {connections} connection(s)"),
             added_p99,
             "µs",
+        ));
+        rows.push((
+            format!("bare forwarding proxy as % of direct, {connections} connection(s)"),
+            null_ratio,
+            "%",
+        ));
+        rows.push((
+            format!("bare forwarding proxy: added p50 latency, {connections} connection(s)"),
+            null_added_p50,
+            "µs",
+        ));
+        rows.push((
+            format!("through Wireline as % of the bare proxy, {connections} connection(s)"),
+            of_null,
+            "%",
         ));
     }
     drop(wireline);
@@ -331,4 +359,36 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
         println!("| {name} | {shown} | {unit} | {} |", all.join(", "));
     }
     Ok(())
+}
+
+/// The bare forwarding proxy (see `null_proxy.rs`), as a child process.
+struct NullProxy {
+    child: Child,
+    address: String,
+}
+
+impl NullProxy {
+    fn start(upstream: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["null-proxy", "--upstream", upstream])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let address = line
+            .trim()
+            .strip_prefix("listening ")
+            .context("the null proxy did not start")?
+            .to_owned();
+        Ok(Self { child, address })
+    }
+}
+
+impl Drop for NullProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
