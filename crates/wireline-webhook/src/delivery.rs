@@ -144,6 +144,8 @@ struct Worker {
     uncommitted: Option<Offset>,
     /// True until the first event after a start: only then may stored retry state exist.
     first_delivery: bool,
+    /// `[alerts] url`, where exhausted deliveries are also posted.
+    alert_url: Option<String>,
 }
 
 /// The running push deliveries.
@@ -199,6 +201,7 @@ impl Deliveries {
                 stop: stopped.clone(),
                 uncommitted: None,
                 first_delivery: true,
+                alert_url: config.alerts.url.clone(),
             };
             let cursor = worker
                 .start_position()
@@ -607,6 +610,23 @@ impl Worker {
             serde_json::to_value(data).unwrap_or_default(),
         );
         self.store.append(&alert.id.clone(), &alert).await?;
+        if let Some(url) = &self.alert_url {
+            // Off the delivery path: a slow alert endpoint must not hold up the subscription.
+            let (client, url) = (self.client.clone(), url.clone());
+            let body = serde_json::to_vec(&alert).unwrap_or_default();
+            tokio::spawn(async move {
+                let sent = client
+                    .post(url)
+                    .header("content-type", "application/cloudevents+json")
+                    .timeout(Duration::from_secs(10))
+                    .body(body)
+                    .send()
+                    .await;
+                if let Err(error) = sent {
+                    warn!(error = %error.without_url(), "alert not delivered to [alerts] url");
+                }
+            });
+        }
         Ok(())
     }
 }

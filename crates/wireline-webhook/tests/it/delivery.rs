@@ -80,8 +80,13 @@ async fn receiver(script: &[u16]) -> (Arc<Receiver>, String) {
 }
 
 fn config(dir: &std::path::Path, url: &str, schedule: &str) -> Loaded {
+    config_with(dir, url, schedule, "")
+}
+
+fn config_with(dir: &std::path::Path, url: &str, schedule: &str, extra: &str) -> Loaded {
     let text = format!(
         r#"
+{extra}
 [agents.bot]
 token = "${{env:BOT_TOKEN}}"
 scopes = []
@@ -181,7 +186,13 @@ async fn exhausted_deliveries_are_dead_lettered_alerted_and_can_be_redriven() {
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     // evt_1 fails all three attempts; evt_gone gets 410 once and is not retried.
     let (receiver, url) = receiver(&[503, 503, 503, 410]).await;
-    let loaded = config(dir.path(), &url, r#"["0s", "10ms", "10ms"]"#);
+    let (inbox, alerts_url) = alert_receiver().await;
+    let loaded = config_with(
+        dir.path(),
+        &url,
+        r#"["0s", "10ms", "10ms"]"#,
+        &format!("[alerts]\nurl = \"{alerts_url}\""),
+    );
     let head = Head::new(Offset::START);
     let deliveries = Deliveries::start(&loaded.config, Arc::clone(&shared), &head)
         .await
@@ -214,6 +225,24 @@ async fn exhausted_deliveries_are_dead_lettered_alerted_and_can_be_redriven() {
             .count(),
         2,
         "one alert per exhausted delivery"
+    );
+
+    let posted = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let notified = inbox.1.notified();
+            if inbox.0.lock().expect("lock").len() >= 2 {
+                return inbox.0.lock().expect("lock").clone();
+            }
+            notified.await;
+        }
+    })
+    .await
+    .expect("both alerts posted to [alerts] url");
+    assert!(
+        posted
+            .iter()
+            .all(|ty| ty == "wireline.alert.delivery_exhausted"),
+        "{posted:?}"
     );
 
     // Re-drive evt_1 only; a restarted subscription sends it (the endpoint is healthy now)
@@ -332,4 +361,29 @@ secret = "${{env:PUSH_SECRET}}"
         "the failing endpoint is waiting out its 5 s retry of evt_0: {failing:?}"
     );
     deliveries.shutdown().await;
+}
+
+type Alerts = Arc<(Mutex<Vec<String>>, tokio::sync::Notify)>;
+
+/// An `[alerts] url` endpoint recording the type of each alert posted.
+async fn alert_receiver() -> (Alerts, String) {
+    let alerts: Alerts = Arc::default();
+    let app = Router::new()
+        .fallback(
+            |State(alerts): State<Alerts>, body: axum::body::Bytes| async move {
+                let event: Event = serde_json::from_slice(&body).expect("a CloudEvent");
+                alerts.0.lock().expect("lock").push(event.ty);
+                alerts.1.notify_waiters();
+                "ok"
+            },
+        )
+        .with_state(Arc::clone(&alerts));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (alerts, url)
 }
