@@ -13,6 +13,7 @@
 
 mod load;
 pub mod model;
+pub mod poll;
 mod reference;
 mod scan;
 pub mod secret;

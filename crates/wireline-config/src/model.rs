@@ -618,23 +618,91 @@ pub enum WebhookScheme {
     Hmac,
 }
 
-/// `[services.NAME.poll]`: scheduled pulling of changes.
+/// `[services.NAME.poll]`: scheduled, checkpointed pulling of a list endpoint. A `preset`
+/// fills in every field for a known source; fields set here override it.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Poll {
-    /// A built-in recipe for the service's list endpoint (`stripe-events`, `github-events`).
+    /// A built-in recipe: `stripe-events` (`GET /v1/events`, newest first, `has_more` and
+    /// `starting_after`, `created[gte]`), `github-events` (ETag, `X-Poll-Interval`, `Link`
+    /// pages), or `json-list` (a generic JSON list; set `path` and the fields).
     #[serde(default)]
-    pub preset: Option<String>,
-    /// How often to poll.
-    #[serde(default = "default_every")]
-    pub every: Duration,
+    pub preset: Option<PollPreset>,
+    /// How often to poll (with up to 10 % jitter). The default is 15 minutes with
+    /// `reconcile`, else 1 minute.
+    #[serde(default)]
+    pub every: Option<Duration>,
     /// With a webhook configured: poll to catch what the webhooks missed (the hybrid pattern).
     #[serde(default)]
     pub reconcile: bool,
+    /// The list endpoint's path below `base_url`, e.g. `/v1/events`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Fixed query parameters, e.g. `{ limit = "100" }`.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Where the items are in the JSON body: a dotted path (`data`, `results.items`), or `""`
+    /// when the body is the list itself.
+    #[serde(default)]
+    pub items: Option<String>,
+    /// The item field holding its id (dotted path). The id is the dedupe key, shared with the
+    /// service's webhooks: an event seen by both paths is stored once.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The item field holding its time (unix seconds or RFC 3339): the watermark is taken from
+    /// the items themselves, never from the clock.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The item field holding its type; the stored type is `SERVICE.TYPE` (`SERVICE.item`
+    /// without one).
+    #[serde(default, rename = "type")]
+    pub item_type: Option<String>,
+    /// The query parameter that asks for items at or after the watermark, e.g.
+    /// `created[gte]` (Stripe) or `since`.
+    #[serde(default)]
+    pub since_param: Option<String>,
+    /// How the watermark is written in `since_param`.
+    #[serde(default)]
+    pub since_format: Option<TimeFormat>,
+    /// How far behind the watermark each poll reads again, for items that arrive late or
+    /// share a timestamp; re-read items are dropped by their ids.
+    #[serde(default)]
+    pub overlap: Option<Duration>,
+    /// How to get the next page: `cursor:PARAM` (PARAM = the last item's id, e.g.
+    /// `cursor:starting_after`), `link` (the `Link: rel="next"` header), `body:FIELD` (a next
+    /// URL in the body, dotted path), `page:PARAM` (page numbers from 1), or `none`.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// A boolean body field saying whether more pages follow (e.g. `has_more`); without it,
+    /// `cursor` and `page` pagination stop at an empty page.
+    #[serde(default)]
+    pub has_more: Option<String>,
+    /// At most this many pages per poll; the rest waits for the next poll (the position is
+    /// kept).
+    #[serde(default)]
+    pub max_pages: Option<u32>,
 }
 
-fn default_every() -> Duration {
-    Duration::from_secs(15 * 60)
+/// Built-in poll recipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollPreset {
+    /// Stripe's `GET /v1/events`.
+    StripeEvents,
+    /// GitHub's `GET /events` style feeds (set `path`, e.g. `/repos/OWNER/REPO/events`).
+    GithubEvents,
+    /// A generic JSON list (set `path` and the fields).
+    JsonList,
+}
+
+/// How a time is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// Unix seconds.
+    Unix,
+    /// RFC 3339, e.g. `2026-11-29T12:00:00Z`.
+    Rfc3339,
 }
 
 /// `[services.NAME.operations.OP]`: a named call agents can make.

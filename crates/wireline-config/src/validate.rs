@@ -125,12 +125,8 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
         webhook_checks(&format!("{at}.webhook"), webhook, found);
     }
     if let Some(poll) = &service.poll {
-        if poll.every.get() < std::time::Duration::from_secs(1) {
-            error(
-                found,
-                format!("{at}.poll.every"),
-                "poll at most once a second; write \"1s\" or more".to_owned(),
-            );
+        if let Err((key, message)) = poll.spec() {
+            error(found, format!("{at}.poll.{key}"), message);
         }
         if poll.reconcile && service.webhook.is_none() {
             warning(

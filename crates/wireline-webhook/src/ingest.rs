@@ -223,7 +223,7 @@ impl Ingest {
 
         let appended = self
             .store
-            .append_json(&format!("hook:{service}:{id}"), &event, serialized)
+            .append_json(&crate::dedupe_id(service, &id), &event, serialized)
             .await
             .map_err(|error| {
                 metrics::counter!("wireline_webhook_received_total", "service" => service.to_owned(), "outcome" => "store_unavailable").increment(1);

@@ -9,3 +9,9 @@ pub mod ingest;
 pub mod schemes;
 
 pub use ingest::{Ingest, Received};
+
+/// The dedupe id of a service's event with the provider's id `id`. Webhooks and polls of the
+/// same service use it alike, so an event seen by both paths is stored once.
+pub fn dedupe_id(service: &str, id: &str) -> String {
+    format!("event:{service}:{id}")
+}

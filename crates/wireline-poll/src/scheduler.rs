@@ -1,0 +1,155 @@
+//! One task per source: wait, poll, repeat. The first poll after a start is spread over one
+//! interval (so a thousand sources do not fire in the same second), every later wait gets up
+//! to 10 % jitter, and `X-Poll-Interval` or a `Retry-After` can only lengthen it. One task per
+//! source means two polls of the same source never run at once; the checkpoint makes a
+//! restart continue where the last poll stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use wireline_config::model::Config;
+use wireline_core::Event;
+use wireline_direct::Direct;
+use wireline_store::Store;
+use wireline_webhook::delivery::Head;
+
+use crate::sync::Source;
+
+/// Consecutive failed polls after which an alert event is raised (once, until a success).
+const FAILURES_BEFORE_ALERT: u32 = 3;
+
+/// The running pollers.
+pub struct Pollers {
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Pollers {
+    /// One task per `[services.NAME.poll]` (the config is valid, so every spec resolves).
+    pub fn start(
+        config: &Config,
+        direct: Arc<Direct>,
+        store: Arc<dyn Store>,
+        head: Arc<Head>,
+    ) -> Result<Self, String> {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (name, service) in &config.services {
+            let Some(poll) = &service.poll else { continue };
+            let spec = poll
+                .spec()
+                .map_err(|(key, message)| format!("services.{name}.poll.{key}: {message}"))?;
+            let base_url = url::Url::parse(&service.base_url)
+                .map_err(|error| format!("services.{name}.base_url: {error}"))?;
+            let source = Source {
+                service: name.clone(),
+                spec,
+                base_url,
+            };
+            tasks.push(tokio::spawn(run(
+                source,
+                Arc::clone(&direct),
+                Arc::clone(&store),
+                Arc::clone(&head),
+                stopped.clone(),
+            )));
+        }
+        Ok(Self {
+            tasks: std::sync::Mutex::new(tasks),
+            stop,
+        })
+    }
+
+    /// Stops every source at its next wait (a poll in progress finishes its page first; its
+    /// checkpoint is already stored) and waits for them.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut tasks| std::mem::take(&mut *tasks))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+fn jittered(every: Duration) -> Duration {
+    every.mul_f64(1.0 + rand::rng().random_range(0.0..0.1))
+}
+
+async fn run(
+    source: Source,
+    direct: Arc<Direct>,
+    store: Arc<dyn Store>,
+    head: Arc<Head>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = source.spec.every;
+    let mut wait = every.mul_f64(rand::rng().random_range(0.0..1.0));
+    if let Ok(checkpoint) = source.checkpoint(store.as_ref()).await
+        && checkpoint.run.is_some()
+    {
+        // A sync was cut short: finish it soon.
+        wait = wait.min(Duration::from_secs(1));
+    }
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let result = source.poll(&direct, &store, Some(&head)).await;
+        wait = jittered(every);
+        match result {
+            Ok(outcome) => {
+                failures = 0;
+                metrics::counter!("wireline_poll_runs_total", "service" => source.service.clone(), "outcome" => if outcome.not_modified { "not_modified" } else { "ok" }).increment(1);
+                metrics::counter!("wireline_poll_items_total", "service" => source.service.clone(), "outcome" => "new").increment(outcome.new);
+                metrics::counter!("wireline_poll_items_total", "service" => source.service.clone(), "outcome" => "duplicate").increment(outcome.duplicates);
+                if let Some(seconds) = outcome.poll_interval {
+                    wait = wait.max(Duration::from_secs(seconds));
+                }
+                if !outcome.finished {
+                    // More pages wait: continue soon rather than after a whole interval.
+                    wait = Duration::from_millis(100);
+                }
+            }
+            Err(problem) => {
+                failures += 1;
+                metrics::counter!("wireline_poll_runs_total", "service" => source.service.clone(), "outcome" => "failed").increment(1);
+                warn!(service = %source.service, detail = %problem.detail, "poll failed; retrying at the next interval");
+                if let Some(seconds) = problem.retry_after {
+                    wait = wait.max(Duration::from_secs(seconds));
+                }
+                if failures == FAILURES_BEFORE_ALERT {
+                    alert(&store, &source.service, failures, &problem.detail).await;
+                }
+            }
+        }
+    }
+}
+
+async fn alert(store: &Arc<dyn Store>, service: &str, failures: u32, detail: &str) {
+    let now = Timestamp::now();
+    let event = Event::new(
+        format!("alert-poll-{service}-{}", now.as_microsecond()),
+        format!("wireline://poll/{service}"),
+        "wireline.alert.poll_failing",
+        now,
+        serde_json::json!({ "service": service, "consecutive_failures": failures, "last_error": detail }),
+    );
+    info!(service, failures, "poll failing: alert raised");
+    if let Err(error) = store.append(&event.id.clone(), &event).await {
+        warn!(%error, "poll alert not stored");
+    }
+}

@@ -1,0 +1,361 @@
+//! Polling against emulated providers in their real shapes: Stripe's newest-first events list
+//! (`has_more`, `starting_after`, `created[gte]`) and a GitHub-style feed (ETag,
+//! `X-Poll-Interval`, `Link` pages), with scripted failures.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use wireline_config::{Env, Loaded, load_str};
+use wireline_core::Offset;
+use wireline_direct::Direct;
+use wireline_poll::sync::{PageRef, Source};
+use wireline_store::sqlite::SqliteStore;
+use wireline_store::{EventLog, Store};
+
+#[derive(Default)]
+struct Provider {
+    /// (id, created, type), oldest first.
+    events: Mutex<Vec<(String, i64, String)>>,
+    /// Statuses to answer the next list calls with instead of the list.
+    failures: Mutex<VecDeque<u16>>,
+    /// The query of every list call.
+    calls: Mutex<Vec<BTreeMap<String, String>>>,
+}
+
+impl Provider {
+    fn add(&self, id: &str, created: i64, ty: &str) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push((id.to_owned(), created, ty.to_owned()));
+    }
+}
+
+/// `GET /v1/events` as Stripe answers it: newest first, `limit`, `starting_after` (older than
+/// that id), `created[gte]`, `has_more`; the bearer key must be the service's.
+async fn stripe_events(
+    State(provider): State<Arc<Provider>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    provider.calls.lock().expect("lock").push(query.clone());
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk_poll_key") {
+        return (StatusCode::UNAUTHORIZED, "{}").into_response();
+    }
+    if let Some(status) = provider.failures.lock().expect("lock").pop_front() {
+        let mut response = (
+            StatusCode::from_u16(status).expect("status"),
+            axum::Json(json!({"error": {"type": "api_error"}})),
+        )
+            .into_response();
+        if status == 429 {
+            response
+                .headers_mut()
+                .insert("retry-after", "1".parse().expect("value"));
+        }
+        return response;
+    }
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10);
+    let gte: i64 = query
+        .get("created[gte]")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MIN);
+    let mut newest_first: Vec<(String, i64, String)> =
+        provider.events.lock().expect("lock").clone();
+    // Newest first; ties by insertion order, newest inserted first (as Stripe's ids sort).
+    newest_first.reverse();
+    newest_first.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let mut listed: Vec<_> = newest_first.into_iter().filter(|e| e.1 >= gte).collect();
+    if let Some(after) = query.get("starting_after") {
+        let Some(position) = listed.iter().position(|e| &e.0 == after) else {
+            return (StatusCode::BAD_REQUEST, "{}").into_response();
+        };
+        listed.drain(..=position);
+    }
+    let has_more = listed.len() > limit;
+    listed.truncate(limit);
+    let data: Vec<Value> = listed
+        .iter()
+        .map(|(id, created, ty)| json!({"id": id, "object": "event", "created": created, "type": ty, "data": {"object": {}}}))
+        .collect();
+    axum::Json(json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}))
+        .into_response()
+}
+
+async fn start(provider: &Arc<Provider>) -> String {
+    let app = Router::new()
+        .route("/v1/events", get(stripe_events))
+        .with_state(Arc::clone(provider));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+struct World {
+    direct: Direct,
+    store: Arc<dyn Store>,
+    sqlite: SqliteStore,
+    loaded: Loaded,
+}
+
+fn world(dir: &Path, base_url: &str, poll: &str) -> World {
+    let text = format!(
+        "[services.stripe]\nbase_url = \"{base_url}\"\nauth = {{ bearer = \"${{env:STRIPE_KEY}}\" }}\nretry = {{ attempts = 1 }}\n[services.stripe.poll]\n{poll}\n"
+    );
+    let vars = BTreeMap::from([("STRIPE_KEY".to_owned(), "sk_poll_key".to_owned())]);
+    let loaded = load_str(&text, &dir.join("wireline.toml"), &Env::from_map(vars))
+        .unwrap_or_else(|f| panic!("{f:#?}"));
+    let sqlite = SqliteStore::open(&dir.join("w.db")).expect("store");
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let direct = Direct::new(&loaded.config, dir, Arc::clone(&store)).expect("direct");
+    World {
+        direct,
+        store,
+        sqlite,
+        loaded,
+    }
+}
+
+impl World {
+    fn source(&self) -> Source {
+        let service = &self.loaded.config.services["stripe"];
+        Source {
+            service: "stripe".into(),
+            spec: service.poll.as_ref().expect("poll").spec().expect("spec"),
+            base_url: url::Url::parse(&service.base_url).expect("url"),
+        }
+    }
+
+    /// Ids of the polled events in the log, in log order.
+    async fn logged(&self) -> Vec<String> {
+        self.sqlite
+            .read(Offset::START, 100_000)
+            .await
+            .expect("read")
+            .into_iter()
+            .filter(|e| e.ty.starts_with("stripe."))
+            .map(|e| e.event().expect("event").id)
+            .collect()
+    }
+}
+
+fn assert_each_once(logged: &[String], expected: usize) {
+    let distinct: std::collections::BTreeSet<_> = logged.iter().collect();
+    assert_eq!(distinct.len(), logged.len(), "an event was stored twice");
+    assert_eq!(logged.len(), expected);
+}
+
+#[tokio::test]
+async fn a_full_sync_then_increments_each_event_once() {
+    let provider = Arc::new(Provider::default());
+    for n in 0..250 {
+        provider.add(
+            &format!("evt_{n:03}"),
+            1_700_000_000 + n,
+            "charge.succeeded",
+        );
+    }
+    let url = start(&provider).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(dir.path(), &url, "preset = \"stripe-events\"");
+    let source = w.source();
+    let outcome = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert_eq!(
+        (outcome.pages, outcome.new, outcome.finished),
+        (3, 250, true)
+    );
+    assert_each_once(&w.logged().await, 250);
+    let checkpoint = source
+        .checkpoint(w.store.as_ref())
+        .await
+        .expect("checkpoint");
+    assert_eq!(
+        checkpoint.watermark,
+        Some(1_700_000_249),
+        "the newest item's own time"
+    );
+
+    // New events, and a late one with an old timestamp inside the overlap window.
+    provider.add("evt_late", 1_700_000_100, "charge.refunded");
+    for n in 250..255 {
+        provider.add(
+            &format!("evt_{n:03}"),
+            1_700_000_000 + n,
+            "charge.succeeded",
+        );
+    }
+    let outcome = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert_eq!(outcome.new, 6, "the five new ones and the late one");
+    assert!(
+        outcome.duplicates > 0,
+        "the overlap is read again and dropped by id"
+    );
+    assert_each_once(&w.logged().await, 256);
+    let calls = provider.calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls
+            .last()
+            .and_then(|q| q.get("created[gte]"))
+            .map(String::as_str),
+        Some("1699999949"),
+        "the watermark minus the 5-minute overlap"
+    );
+    let event = w.sqlite.read(Offset::START, 1).await.expect("read")[0]
+        .event()
+        .expect("event");
+    assert_eq!(
+        (event.ty.as_str(), event.source.as_str()),
+        ("stripe.charge.succeeded", "wireline://poll/stripe")
+    );
+}
+
+#[tokio::test]
+async fn a_sync_cut_short_resumes_from_its_last_page() {
+    let provider = Arc::new(Provider::default());
+    for n in 0..250 {
+        provider.add(
+            &format!("evt_{n:03}"),
+            1_700_000_000 + n,
+            "charge.succeeded",
+        );
+    }
+    let url = start(&provider).await;
+    // One page per poll (max_pages = 1), a "crash" (a new process on the same database) after
+    // the first, a 500 on the next call, then success.
+    let dir = tempfile::tempdir().expect("dir");
+    let poll = "preset = \"stripe-events\"\nmax_pages = 1";
+    {
+        let w = world(dir.path(), &url, poll);
+        let outcome = w
+            .source()
+            .poll(&w.direct, &w.store, None)
+            .await
+            .expect("page 1");
+        assert_eq!(
+            (outcome.pages, outcome.new, outcome.finished),
+            (1, 100, false)
+        );
+        let checkpoint = w
+            .source()
+            .checkpoint(w.store.as_ref())
+            .await
+            .expect("checkpoint");
+        assert_eq!(
+            checkpoint.run.expect("in progress").next,
+            PageRef::Cursor("evt_150".into())
+        );
+        w.sqlite.close().await.expect("close");
+    }
+    let w = world(dir.path(), &url, poll);
+    provider.calls.lock().expect("lock").clear();
+    provider.failures.lock().expect("lock").push_back(500);
+    let failed = w.source().poll(&w.direct, &w.store, None).await;
+    assert!(failed.is_err(), "the 500 ends this poll");
+    let resumed = w
+        .source()
+        .poll(&w.direct, &w.store, None)
+        .await
+        .expect("page 2");
+    assert_eq!((resumed.new, resumed.finished), (100, false));
+    let last = w
+        .source()
+        .poll(&w.direct, &w.store, None)
+        .await
+        .expect("page 3");
+    assert_eq!((last.new, last.finished), (50, true));
+    let calls = provider.calls.lock().expect("lock").clone();
+    let cursors: Vec<Option<&str>> = calls
+        .iter()
+        .map(|q| q.get("starting_after").map(String::as_str))
+        .collect();
+    assert_eq!(
+        cursors,
+        [Some("evt_150"), Some("evt_150"), Some("evt_050")],
+        "after the restart and the failure the sync goes on from its last page, never from the top"
+    );
+    assert_each_once(&w.logged().await, 250);
+}
+
+#[tokio::test]
+async fn items_sharing_a_timestamp_across_a_page_boundary_are_neither_missed_nor_doubled() {
+    let provider = Arc::new(Provider::default());
+    for n in 0..150 {
+        provider.add(&format!("evt_{n:03}"), 1_700_000_000, "invoice.paid");
+    }
+    let url = start(&provider).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(
+        dir.path(),
+        &url,
+        "preset = \"stripe-events\"\noverlap = \"0s\"",
+    );
+    let source = w.source();
+    assert_eq!(
+        source
+            .poll(&w.direct, &w.store, None)
+            .await
+            .expect("poll")
+            .new,
+        150
+    );
+    // One more in the same second, after the sync: created[gte] (not gt) still finds it.
+    provider.add("evt_150", 1_700_000_000, "invoice.paid");
+    let outcome = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert_eq!((outcome.new, outcome.duplicates), (1, 150));
+    assert_each_once(&w.logged().await, 151);
+}
+
+#[tokio::test]
+async fn a_webhook_and_a_poll_of_the_same_event_store_it_once() {
+    let provider = Arc::new(Provider::default());
+    provider.add("evt_both", 1_700_000_000, "payment_intent.succeeded");
+    provider.add("evt_poll_only", 1_700_000_001, "payment_intent.succeeded");
+    let url = start(&provider).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(dir.path(), &url, "preset = \"stripe-events\"");
+    // The webhook path saw evt_both first (same dedupe id as the poll's).
+    let mut event = wireline_core::Event::new(
+        "evt_both",
+        "wireline://hooks/stripe",
+        "stripe.payment_intent.succeeded",
+        jiff::Timestamp::now(),
+        json!({}),
+    );
+    event.datacontenttype = Some("application/json".into());
+    w.store
+        .append(&wireline_webhook::dedupe_id("stripe", "evt_both"), &event)
+        .await
+        .expect("webhook append");
+    let outcome = w
+        .source()
+        .poll(&w.direct, &w.store, None)
+        .await
+        .expect("poll");
+    assert_eq!((outcome.new, outcome.duplicates), (1, 1));
+    let stored = w.sqlite.read(Offset::START, 10).await.expect("read");
+    let sources: Vec<String> = stored
+        .iter()
+        .filter(|e| e.ty.starts_with("stripe."))
+        .map(|e| e.event().expect("event").source)
+        .collect();
+    assert_eq!(
+        sources,
+        ["wireline://hooks/stripe", "wireline://poll/stripe"],
+        "each path's first sighting is kept"
+    );
+}
