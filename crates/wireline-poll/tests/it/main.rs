@@ -359,3 +359,133 @@ async fn a_webhook_and_a_poll_of_the_same_event_store_it_once() {
         "each path's first sighting is kept"
     );
 }
+
+/// A GitHub-style feed: newest first, 2 per page via `Link: rel="next"`, an `ETag` per
+/// content, `X-Poll-Interval: 60`; `If-None-Match` with the current ETag gets a bare 304.
+async fn github_events(
+    State(provider): State<Arc<Provider>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    provider.calls.lock().expect("lock").push(query.clone());
+    let events = provider.events.lock().expect("lock").clone();
+    let etag = format!("\"v{}\"", events.len());
+    if query.get("page").is_none()
+        && headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str())
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [("x-poll-interval", "60"), ("etag", etag.as_str())],
+        )
+            .into_response();
+    }
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let newest_first: Vec<_> = events.iter().rev().collect();
+    let chunk: Vec<Value> = newest_first
+        .iter()
+        .skip((page - 1) * 2)
+        .take(2)
+        .map(|(id, created, ty)| {
+            let at = jiff::Timestamp::from_second(*created)
+                .expect("time")
+                .to_string();
+            json!({"id": id, "type": ty, "created_at": at})
+        })
+        .collect();
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = axum::Json(chunk).into_response();
+    let out = response.headers_mut();
+    out.insert("etag", etag.parse().expect("etag"));
+    out.insert("x-poll-interval", "60".parse().expect("value"));
+    let next_host = if provider.failures.lock().expect("lock").front() == Some(&666) {
+        "evil.example".to_owned()
+    } else {
+        host
+    };
+    if page * 2 < newest_first.len() {
+        let link = format!(
+            "<http://{next_host}/repos/o/r/events?page={}>; rel=\"next\", <http://{next_host}/repos/o/r/events?page=9>; rel=\"last\"",
+            page + 1
+        );
+        out.insert("link", link.parse().expect("link"));
+    }
+    response
+}
+
+async fn start_github(provider: &Arc<Provider>) -> String {
+    let app = Router::new()
+        .route("/repos/o/r/events", get(github_events))
+        .with_state(Arc::clone(provider));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn link_pages_etag_304_and_poll_interval() {
+    let provider = Arc::new(Provider::default());
+    for n in 0..5 {
+        provider.add(&format!("{}", 9000 + n), 1_700_000_000 + n, "IssuesEvent");
+    }
+    let url = start_github(&provider).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(
+        dir.path(),
+        &url,
+        "preset = \"github-events\"\npath = \"/repos/o/r/events\"",
+    );
+    let source = w.source();
+    let outcome = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert_eq!(
+        (outcome.pages, outcome.new, outcome.finished),
+        (3, 5, true),
+        "three Link pages"
+    );
+    assert_eq!(outcome.poll_interval, Some(60));
+    let event = w.sqlite.read(Offset::START, 1).await.expect("read")[0]
+        .event()
+        .expect("event");
+    assert_eq!(
+        event.ty, "stripe.IssuesEvent",
+        "SERVICE.TYPE (this service is named stripe here)"
+    );
+    assert_eq!(
+        event.time.as_second(),
+        1_700_000_004,
+        "the item's own time, RFC 3339 parsed"
+    );
+    let again = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert!(
+        again.not_modified,
+        "If-None-Match with the stored ETag: 304"
+    );
+    assert_eq!((again.pages, again.new), (1, 0));
+    let checkpoint = source
+        .checkpoint(w.store.as_ref())
+        .await
+        .expect("checkpoint");
+    assert!(checkpoint.not_before.is_some(), "X-Poll-Interval is kept");
+
+    // A next link to another host is refused: the credential never leaves base_url.
+    provider.add("9005", 1_700_000_005, "PushEvent");
+    provider.failures.lock().expect("lock").push_back(666);
+    let refused = source
+        .poll(&w.direct, &w.store, None)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.kind, wireline_core::ProblemKind::ForbiddenTarget);
+    assert!(
+        refused.detail.contains("leaves its base_url"),
+        "{}",
+        refused.detail
+    );
+}

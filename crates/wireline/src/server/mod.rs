@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use wireline_config::Loaded;
 use wireline_core::{Problem, ProblemKind, Size};
 use wireline_direct::Direct;
+use wireline_poll::Pollers;
 use wireline_store::Store;
 use wireline_store::sqlite::SqliteStore;
 use wireline_webhook::Ingest;
@@ -92,6 +93,19 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             anyhow::bail!("{error}");
         }
     };
+    let pollers = match Pollers::start(
+        &loaded.config,
+        Arc::clone(&direct),
+        Arc::clone(&shared),
+        Arc::clone(&head),
+    ) {
+        Ok(pollers) => pollers,
+        Err(error) => {
+            deliveries.shutdown().await;
+            let _ = store.close().await;
+            anyhow::bail!("{error}");
+        }
+    };
     let mut readers = BTreeMap::<String, Vec<wireline_core::TypeGlob>>::new();
     for subscription in &loaded.config.subscriptions {
         readers
@@ -141,6 +155,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             info!(signal, "shutting down: no new connections, draining in-flight requests");
         }
         finished = &mut server => {
+            pollers.shutdown().await;
             deliveries.shutdown().await;
             direct.shutdown().await;
             let _ = store.close().await;
@@ -163,6 +178,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     // In-flight requests are done (or timed out): store the audit records they left, then
     // close the store.
+    pollers.shutdown().await;
     deliveries.shutdown().await;
     direct.shutdown().await;
     store

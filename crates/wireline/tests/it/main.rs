@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod hooks;
+mod poll;
 mod sdk;
 mod server;
 
