@@ -125,8 +125,9 @@ fn service_checks(name: &str, service: &Service, found: &mut Found) {
         webhook_checks(&format!("{at}.webhook"), webhook, found);
     }
     if let Some(poll) = &service.poll {
-        if let Err((key, message)) = poll.spec() {
-            error(found, format!("{at}.poll.{key}"), message);
+        match poll.spec() {
+            Err((key, message)) => error(found, format!("{at}.poll.{key}"), message),
+            Ok(spec) => poll_budget(&at, service, &spec, found),
         }
         if poll.reconcile && service.webhook.is_none() {
             warning(
@@ -460,5 +461,34 @@ fn check_signed_template(template: &str, has_timestamp: bool) -> Result<(), Stri
         Err(format!(
             "\"{template}\" does not sign {{body}}: a signature that leaves out the body proves nothing about it"
         ))
+    }
+}
+
+/// Polling alone must stay under 80 % of every window of the service's declared limit: a
+/// poller that eats the provider's budget starves the agents' calls (and gets the key banned).
+/// Each poll is counted as one call, what an incremental poll costs in steady state.
+fn poll_budget(at: &str, service: &Service, spec: &crate::poll::PollSpec, found: &mut Found) {
+    let Some(limit) = &service.rate_limit else {
+        return;
+    };
+    let every = spec.every.as_secs_f64();
+    for window in &limit.0 {
+        let span = window.per.get().as_secs_f64();
+        let calls = (span / every).max(1.0);
+        let allowed = window.count as f64;
+        if calls > 0.8 * allowed {
+            error(
+                found,
+                format!("{at}.poll.every"),
+                format!(
+                    "polling every {}s makes {calls:.0} calls per {}s window, over 80 % of the declared limit of {} per window; poll less often (every {}s or more) or raise rate_limit if the provider allows more",
+                    spec.every.as_secs(),
+                    window.per.get().as_secs(),
+                    window.count,
+                    (span / (0.8 * allowed)).ceil()
+                ),
+            );
+            return;
+        }
     }
 }

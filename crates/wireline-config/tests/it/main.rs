@@ -157,6 +157,24 @@ fn bad_configs_are_located_and_explained() {
         "\"header:X-Event-Id\" or \"json:/id\"",
     );
     check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nrate_limit = \"1000/day\"\n[services.s.poll]\npath = \"/items\"\nevery = \"1m\"\n",
+        (6, 9),
+        "services.s.poll.every",
+        "makes 1440 calls per 86400s window, over 80 % of the declared limit of 1000",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.poll]\nevery = \"1m\"\n",
+        (3, 1),
+        "services.s.poll.path",
+        "say which endpoint to poll",
+    );
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\n[services.s.poll]\npath = \"/x\"\nnext = \"pages\"\n",
+        (5, 8),
+        "services.s.poll.next",
+        "write cursor:PARAM, link, body:FIELD, page:PARAM or none",
+    );
+    check_error(
         "[services.s]\nbase_url = \"https://x.test\"\n[services.s.webhook]\nscheme = \"stripe\"\nsecret = \"${file:does-not-exist}\"\n",
         (5, 10),
         "services.s.webhook.secret",

@@ -370,7 +370,7 @@ async fn github_events(
     provider.calls.lock().expect("lock").push(query.clone());
     let events = provider.events.lock().expect("lock").clone();
     let etag = format!("\"v{}\"", events.len());
-    if query.get("page").is_none()
+    if !query.contains_key("page")
         && headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str())
     {
         return (
