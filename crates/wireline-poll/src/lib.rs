@@ -7,6 +7,7 @@
 //! key the service's webhooks use — so in the hybrid pattern an event reaches the log once,
 //! whichever path saw it first.
 
+pub mod report;
 pub mod sync;
 
 mod scheduler;

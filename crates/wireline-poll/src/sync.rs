@@ -238,6 +238,18 @@ impl Source {
                 }
                 if appended.duplicate {
                     outcome.duplicates += 1;
+                    if self.spec.reconcile {
+                        wireline_webhook::sightings::record_duplicate(
+                            store.as_ref(),
+                            &self.service,
+                            &id,
+                            appended.offset,
+                            wireline_webhook::sightings::Path::Poll,
+                            Timestamp::now(),
+                        )
+                        .await
+                        .map_err(store_problem)?;
+                    }
                 } else {
                     outcome.new += 1;
                 }

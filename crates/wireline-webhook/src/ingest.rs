@@ -59,6 +59,8 @@ fn scalar(value: &Value) -> Option<String> {
 }
 
 struct Hook {
+    /// The service also polls to reconcile (hybrid): duplicates are recorded for the report.
+    reconciled: bool,
     scheme: Scheme,
     keys: Keys,
     tolerance: i64,
@@ -117,6 +119,7 @@ impl Ingest {
             hooks.insert(
                 name.clone(),
                 Hook {
+                    reconciled: service.poll.as_ref().is_some_and(|poll| poll.reconcile),
                     scheme: Scheme::new(webhook.scheme, webhook.hmac.as_ref())?,
                     keys: Keys::new(keys),
                     tolerance: i64::try_from(webhook.tolerance.get().as_secs()).unwrap_or(i64::MAX),
@@ -235,6 +238,22 @@ impl Ingest {
             })?;
         if let Some(head) = &self.head {
             head.bump(appended.offset);
+        }
+        if appended.duplicate && hook.reconciled {
+            // Not on the acknowledgement's critical path for new events; a failure here only
+            // costs the capture report a count.
+            if let Err(error) = crate::sightings::record_duplicate(
+                self.store.as_ref(),
+                service,
+                &id,
+                appended.offset,
+                crate::sightings::Path::Webhook,
+                now,
+            )
+            .await
+            {
+                tracing::warn!(%error, service, "duplicate webhook not recorded for the capture report");
+            }
         }
         let outcome = if appended.duplicate {
             "duplicate"

@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod ingest;
 pub mod schemes;
+pub mod sightings;
 
 pub use ingest::{Ingest, Received};
 

@@ -489,3 +489,100 @@ async fn link_pages_etag_304_and_poll_interval() {
         refused.detail
     );
 }
+
+fn stripe_signature(secret: &str, body: &str, t: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hybrid_stores_every_event_once_and_reports_what_the_webhooks_missed() {
+    const EVENTS: i64 = 200;
+    let provider = Arc::new(Provider::default());
+    let now = jiff::Timestamp::now().as_second();
+    for n in 0..EVENTS {
+        provider.add(&format!("evt_{n:03}"), now - 600 + n, "charge.succeeded");
+    }
+    let url = start(&provider).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(
+        dir.path(),
+        &url,
+        "preset = \"stripe-events\"\nreconcile = true\n[services.stripe.webhook]\nscheme = \"stripe\"\nsecret = \"${env:STRIPE_KEY}\"",
+    );
+    let ingest =
+        wireline_webhook::Ingest::new(&w.loaded.config, Arc::clone(&w.store)).expect("ingest");
+    // The emulator's webhooks: every 20th dropped, every 25th (offset by one) sent twice,
+    // all in a shuffled order.
+    let mut sends = Vec::new();
+    let (mut dropped, mut doubled) = (0, 0);
+    for n in 0..EVENTS {
+        if n % 20 == 0 {
+            dropped += 1;
+            continue;
+        }
+        sends.push(n);
+        if n % 25 == 1 {
+            doubled += 1;
+            sends.push(n);
+        }
+    }
+    use rand::seq::SliceRandom;
+    sends.shuffle(&mut rand::rng());
+    for n in sends {
+        let body = json!({"id": format!("evt_{n:03}"), "object": "event", "created": now - 600 + n, "type": "charge.succeeded", "data": {"object": {}}}).to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "stripe-signature",
+            stripe_signature("sk_poll_key", &body, now)
+                .parse()
+                .expect("header"),
+        );
+        ingest
+            .receive(
+                "stripe",
+                &headers,
+                bytes::Bytes::from(body),
+                jiff::Timestamp::now(),
+            )
+            .await
+            .expect("webhook stored");
+    }
+    // The reconciling poll, with list calls failing now and then.
+    provider
+        .failures
+        .lock()
+        .expect("lock")
+        .extend([500, 429, 500]);
+    let source = w.source();
+    let mut finished = false;
+    for _ in 0..20 {
+        if let Ok(outcome) = source.poll(&w.direct, &w.store, None).await
+            && outcome.finished
+        {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "the poll got through the failures");
+    assert_each_once(&w.logged().await, EVENTS as usize);
+
+    let report = wireline_poll::report::capture_report(w.store.as_ref(), "stripe", None, None)
+        .await
+        .expect("report");
+    assert_eq!(report.total, EVENTS as u64);
+    assert_eq!(
+        report.webhook_missed, dropped,
+        "exactly what the emulator dropped"
+    );
+    assert_eq!(report.first_by_poll, dropped);
+    assert_eq!(report.first_by_webhook, EVENTS as u64 - dropped);
+    assert_eq!(
+        report.webhook_duplicates, doubled,
+        "exactly what the emulator doubled"
+    );
+    assert_eq!(report.webhook_capture_rate, Some(0.95));
+    assert!(report.webhook_lag_ms.is_some() && report.poll_lag_ms.is_some());
+}
