@@ -681,6 +681,14 @@ pub struct Poll {
     /// kept).
     #[serde(default)]
     pub max_pages: Option<u32>,
+    /// With `reconcile`: raise an alert event when the webhooks missed more than this share
+    /// of the last 24 hours' events (0.01 = 1 %).
+    #[serde(default = "default_miss_alert")]
+    pub miss_alert: f64,
+}
+
+fn default_miss_alert() -> f64 {
+    0.01
 }
 
 /// Built-in poll recipes.

@@ -52,6 +52,8 @@ pub struct PollSpec {
     pub has_more: Option<String>,
     /// Pages per poll at most.
     pub max_pages: u32,
+    /// With `reconcile`: the webhook miss share that raises an alert.
+    pub miss_alert: f64,
 }
 
 impl Poll {
@@ -162,6 +164,7 @@ impl Poll {
             next,
             has_more: self.has_more.clone().or(has_more.map(str::to_owned)),
             max_pages: self.max_pages.unwrap_or(100).max(1),
+            miss_alert: self.miss_alert,
         })
     }
 }

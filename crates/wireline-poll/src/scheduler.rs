@@ -100,6 +100,7 @@ async fn run(
         wait = wait.min(Duration::from_secs(1));
     }
     let mut failures = 0u32;
+    let mut missed_alerted = 0u64;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -122,6 +123,8 @@ async fn run(
                 if !outcome.finished {
                     // More pages wait: continue soon rather than after a whole interval.
                     wait = Duration::from_millis(100);
+                } else if source.spec.reconcile {
+                    missed_alerted = check_misses(&store, &source, missed_alerted).await;
                 }
             }
             Err(problem) => {
@@ -152,4 +155,43 @@ async fn alert(store: &Arc<dyn Store>, service: &str, failures: u32, detail: &st
     if let Err(error) = store.append(&event.id.clone(), &event).await {
         warn!(%error, "poll alert not stored");
     }
+}
+
+/// After a reconciling poll: alert when the webhooks missed more than `miss_alert` of the
+/// last day's events, once per new miss count. Returns the count alerted on.
+async fn check_misses(store: &Arc<dyn Store>, source: &Source, alerted: u64) -> u64 {
+    let since = Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24))
+        .ok();
+    let Ok(report) =
+        crate::report::capture_report(store.as_ref(), &source.service, since, None).await
+    else {
+        return alerted;
+    };
+    let rate = report.webhook_missed as f64 / report.total.max(1) as f64;
+    metrics::gauge!("wireline_webhook_capture_ratio", "service" => source.service.clone())
+        .set(report.webhook_capture_rate.unwrap_or(1.0));
+    if rate <= source.spec.miss_alert || report.webhook_missed <= alerted {
+        return alerted;
+    }
+    let now = Timestamp::now();
+    let event = Event::new(
+        format!("alert-misses-{}-{}", source.service, now.as_microsecond()),
+        format!("wireline://poll/{}", source.service),
+        "wireline.alert.webhook_misses",
+        now,
+        serde_json::json!({
+            "service": source.service,
+            "missed": report.webhook_missed,
+            "total": report.total,
+            "miss_rate": rate,
+            "threshold": source.spec.miss_alert,
+            "window": "24h",
+        }),
+    );
+    warn!(service = %source.service, missed = report.webhook_missed, total = report.total, "webhooks are missing events: alert raised");
+    if let Err(error) = store.append(&event.id.clone(), &event).await {
+        warn!(%error, "webhook-miss alert not stored");
+    }
+    report.webhook_missed
 }

@@ -80,6 +80,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DeliveriesAction,
     },
+    /// The hybrid pattern's capture report: what the webhooks delivered, missed and
+    /// doubled, and how late each path was.
+    Reconcile {
+        #[command(subcommand)]
+        action: ReconcileAction,
+    },
     /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
     Schema {
         /// Output format.
@@ -130,5 +136,24 @@ pub enum DeliveriesAction {
         /// Only the letter at this offset (default: all of the subscription's).
         #[arg(long)]
         offset: Option<u64>,
+    },
+}
+
+/// `wireline reconcile ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReconcileAction {
+    /// A table per service with a webhook and a reconciling poll.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Events of the last DURATION (e.g. 24h, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// The reports as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }

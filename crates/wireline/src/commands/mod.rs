@@ -4,6 +4,7 @@ mod call;
 mod check;
 mod deliveries;
 mod init;
+mod reconcile;
 mod run;
 mod schema;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Deliveries { action } => deliveries::run(action),
+        Command::Reconcile { action } => reconcile::run(action),
         Command::Call {
             config,
             service,

@@ -254,7 +254,7 @@ fn store_problem(error: wireline_store::StoreError) -> ApiError {
     ApiError(
         Problem::new(
             ProblemKind::StoreUnavailable,
-            format!("dead letters cannot be read ({error}); retry shortly"),
+            format!("the store cannot be read ({error}); retry shortly"),
         )
         .with_retry_after(1),
     )
@@ -309,4 +309,65 @@ pub async fn retry_dead_letters(
         Json(json!({ "queued": queued })),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    /// Only this service (default: every service with a reconciling poll).
+    #[serde(default)]
+    service: Option<String>,
+    /// Events with time at or after this (RFC 3339); default 24 hours ago.
+    #[serde(default)]
+    since: Option<String>,
+    /// Events with time before this (RFC 3339).
+    #[serde(default)]
+    until: Option<String>,
+}
+
+fn timestamp(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|text| {
+        text.parse::<Timestamp>().map_err(|error| {
+            ApiError(Problem::new(
+                ProblemKind::BadRequest,
+                format!("{name}: {error}; write an RFC 3339 time such as 2026-11-01T00:00:00Z"),
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /v1/reconciliation[?service=S&since=T&until=T]`: the hybrid capture report.
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    Query(query): Query<ReportQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    agent(&state, &headers)?;
+    let since = timestamp("since", query.since.as_deref())?.or_else(|| {
+        Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .ok()
+    });
+    let until = timestamp("until", query.until.as_deref())?;
+    let services: Vec<&String> = match &query.service {
+        Some(service) if state.reconciled.contains(service) => vec![service],
+        Some(service) => {
+            return Err(ApiError(Problem::new(
+                ProblemKind::UnknownService,
+                format!(
+                    "{service} has no reconciling poll; set [services.{service}.poll] reconcile = true next to its webhook"
+                ),
+            )));
+        }
+        None => state.reconciled.iter().collect(),
+    };
+    let mut reports = Vec::new();
+    for service in services {
+        reports.push(
+            wireline_poll::report::capture_report(state.store.as_ref(), service, since, until)
+                .await
+                .map_err(store_problem)?,
+        );
+    }
+    Ok(Json(json!({ "reports": reports })).into_response())
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     readers: Arc<BTreeMap<String, Patterns>>,
     /// Per subscription name, the agent it belongs to.
     owners: Arc<BTreeMap<String, String>>,
+    /// Services with a webhook and a reconciling poll (the hybrid pattern).
+    reconciled: Arc<Vec<String>>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -124,6 +126,17 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             readers
                 .into_iter()
                 .map(|(agent, globs)| (agent, Patterns::new(globs)))
+                .collect(),
+        ),
+        reconciled: Arc::new(
+            loaded
+                .config
+                .services
+                .iter()
+                .filter(|(_, s)| {
+                    s.webhook.is_some() && s.poll.as_ref().is_some_and(|p| p.reconcile)
+                })
+                .map(|(name, _)| name.clone())
                 .collect(),
         ),
         owners: Arc::new(
@@ -249,6 +262,7 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .route("/v1/events", get(hooks::pull))
         .route("/v1/events/stream", get(hooks::stream))
         .route("/v1/deliveries/dead", get(hooks::dead_letters))
+        .route("/v1/reconciliation", get(hooks::reconciliation))
         .route(
             "/v1/deliveries/{subscription}/retry",
             post(hooks::retry_dead_letters),
