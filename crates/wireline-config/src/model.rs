@@ -681,6 +681,15 @@ pub struct Poll {
     /// kept).
     #[serde(default)]
     pub max_pages: Option<u32>,
+    /// Poll the same endpoint once per entry (inboxes, accounts, repositories): `{source}` in
+    /// `path` and in `query` values is replaced by each. Each source has its own schedule and
+    /// checkpoint. Leave out for one source.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Alert when a source's watermark has not moved for this many intervals in a row
+    /// (a source gone quiet, or stuck); leave out for sources that are often idle.
+    #[serde(default)]
+    pub stall_alert: Option<u32>,
     /// With `reconcile`: raise an alert event when the webhooks missed more than this share
     /// of the last 24 hours' events (0.01 = 1 %).
     #[serde(default = "default_miss_alert")]

@@ -54,6 +54,20 @@ pub struct PollSpec {
     pub max_pages: u32,
     /// With `reconcile`: the webhook miss share that raises an alert.
     pub miss_alert: f64,
+    /// Intervals without watermark progress that raise an alert.
+    pub stall_alert: Option<u32>,
+}
+
+impl PollSpec {
+    /// The spec for one entry of `sources`: `{source}` replaced in the path and query values.
+    pub fn for_source(&self, source: &str) -> PollSpec {
+        let mut spec = self.clone();
+        spec.path = spec.path.replace("{source}", source);
+        for value in spec.query.values_mut() {
+            *value = value.replace("{source}", source);
+        }
+        spec
+    }
 }
 
 impl Poll {
@@ -165,6 +179,7 @@ impl Poll {
             has_more: self.has_more.clone().or(has_more.map(str::to_owned)),
             max_pages: self.max_pages.unwrap_or(100).max(1),
             miss_alert: self.miss_alert,
+            stall_alert: self.stall_alert,
         })
     }
 }

@@ -472,20 +472,24 @@ fn poll_budget(at: &str, service: &Service, spec: &crate::poll::PollSpec, found:
         return;
     };
     let every = spec.every.as_secs_f64();
+    let sources = service
+        .poll
+        .as_ref()
+        .map_or(1, |poll| poll.sources.len().max(1)) as f64;
     for window in &limit.0 {
         let span = window.per.get().as_secs_f64();
-        let calls = (span / every).max(1.0);
+        let calls = (span / every).max(1.0) * sources;
         let allowed = window.count as f64;
         if calls > 0.8 * allowed {
             error(
                 found,
                 format!("{at}.poll.every"),
                 format!(
-                    "polling every {}s makes {calls:.0} calls per {}s window, over 80 % of the declared limit of {} per window; poll less often (every {}s or more) or raise rate_limit if the provider allows more",
+                    "polling {sources} source(s) every {}s makes {calls:.0} calls per {}s window, over 80 % of the declared limit of {} per window; poll less often (every {}s or more) or raise rate_limit if the provider allows more",
                     spec.every.as_secs(),
                     window.per.get().as_secs(),
                     window.count,
-                    (span / (0.8 * allowed)).ceil()
+                    (span * sources / (0.8 * allowed)).ceil()
                 ),
             );
             return;

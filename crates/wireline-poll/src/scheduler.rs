@@ -46,18 +46,26 @@ impl Pollers {
                 .map_err(|(key, message)| format!("services.{name}.poll.{key}: {message}"))?;
             let base_url = url::Url::parse(&service.base_url)
                 .map_err(|error| format!("services.{name}.base_url: {error}"))?;
-            let source = Source {
-                service: name.clone(),
-                spec,
-                base_url,
+            let sources: Vec<Option<&String>> = if poll.sources.is_empty() {
+                vec![None]
+            } else {
+                poll.sources.iter().map(Some).collect()
             };
-            tasks.push(tokio::spawn(run(
-                source,
-                Arc::clone(&direct),
-                Arc::clone(&store),
-                Arc::clone(&head),
-                stopped.clone(),
-            )));
+            for entry in sources {
+                let source = Source {
+                    service: name.clone(),
+                    name: entry.cloned(),
+                    spec: entry.map_or_else(|| spec.clone(), |entry| spec.for_source(entry)),
+                    base_url: base_url.clone(),
+                };
+                tasks.push(tokio::spawn(run(
+                    source,
+                    Arc::clone(&direct),
+                    Arc::clone(&store),
+                    Arc::clone(&head),
+                    stopped.clone(),
+                )));
+            }
         }
         Ok(Self {
             tasks: std::sync::Mutex::new(tasks),
@@ -101,6 +109,8 @@ async fn run(
     }
     let mut failures = 0u32;
     let mut missed_alerted = 0u64;
+    let mut last_watermark = None;
+    let mut still = 0u32;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -123,8 +133,33 @@ async fn run(
                 if !outcome.finished {
                     // More pages wait: continue soon rather than after a whole interval.
                     wait = Duration::from_millis(100);
-                } else if source.spec.reconcile {
-                    missed_alerted = check_misses(&store, &source, missed_alerted).await;
+                } else {
+                    if source.spec.reconcile {
+                        missed_alerted = check_misses(&store, &source, missed_alerted).await;
+                    }
+                    if let Some(limit) = source.spec.stall_alert {
+                        let watermark = source
+                            .checkpoint(store.as_ref())
+                            .await
+                            .ok()
+                            .and_then(|c| c.watermark);
+                        still = if watermark == last_watermark {
+                            still + 1
+                        } else {
+                            0
+                        };
+                        last_watermark = watermark;
+                        if still == limit {
+                            alert(
+                                &store,
+                                &source,
+                                "wireline.alert.poll_stalled",
+                                still,
+                                "the watermark has not moved",
+                            )
+                            .await;
+                        }
+                    }
                 }
             }
             Err(problem) => {
@@ -135,23 +170,35 @@ async fn run(
                     wait = wait.max(Duration::from_secs(seconds));
                 }
                 if failures == FAILURES_BEFORE_ALERT {
-                    alert(&store, &source.service, failures, &problem.detail).await;
+                    alert(
+                        &store,
+                        &source,
+                        "wireline.alert.poll_failing",
+                        failures,
+                        &problem.detail,
+                    )
+                    .await;
                 }
             }
         }
     }
 }
 
-async fn alert(store: &Arc<dyn Store>, service: &str, failures: u32, detail: &str) {
+async fn alert(store: &Arc<dyn Store>, source: &Source, ty: &str, intervals: u32, detail: &str) {
     let now = Timestamp::now();
+    let service = &source.service;
     let event = Event::new(
-        format!("alert-poll-{service}-{}", now.as_microsecond()),
+        format!(
+            "alert-poll-{}-{}",
+            source.checkpoint_name(),
+            now.as_microsecond()
+        ),
         format!("wireline://poll/{service}"),
-        "wireline.alert.poll_failing",
+        ty,
         now,
-        serde_json::json!({ "service": service, "consecutive_failures": failures, "last_error": detail }),
+        serde_json::json!({ "service": service, "source": source.name, "intervals": intervals, "detail": detail }),
     );
-    info!(service, failures, "poll failing: alert raised");
+    info!(service, source = ?source.name, ty, intervals, "poll alert raised");
     if let Err(error) = store.append(&event.id.clone(), &event).await {
         warn!(%error, "poll alert not stored");
     }

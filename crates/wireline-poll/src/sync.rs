@@ -86,6 +86,8 @@ pub struct Outcome {
 pub struct Source {
     /// The service.
     pub service: String,
+    /// The entry of `sources` this is, if the service polls several.
+    pub name: Option<String>,
     /// The spec.
     pub spec: PollSpec,
     /// The service's `base_url` (next-page URLs must stay below it).
@@ -95,7 +97,10 @@ pub struct Source {
 impl Source {
     /// The checkpoint's name in the store.
     pub fn checkpoint_name(&self) -> String {
-        format!("poll:{}", self.service)
+        match &self.name {
+            Some(name) => format!("poll:{}:{name}", self.service),
+            None => format!("poll:{}", self.service),
+        }
     }
 
     /// Loads the checkpoint (default when there is none).
@@ -218,7 +223,11 @@ impl Source {
                     ));
                 }
             };
+            // A page's items are appended together: the store's group commit makes them one
+            // durable commit, and they still reach the log in page order (each append is
+            // queued when first polled, in order).
             let mut last_id = None;
+            let mut appends = Vec::with_capacity(items.len());
             for item in &items {
                 let Some(id) = at(item, &self.spec.id).and_then(scalar) else {
                     continue;
@@ -232,28 +241,15 @@ impl Source {
                 if let Some(time) = time {
                     run.newest = Some(run.newest.map_or(time, |n| n.max(time)));
                 }
-                let appended = self.append(store, &id, time, item).await?;
-                if let (Some(head), false) = (head, appended.duplicate) {
-                    head.bump(appended.offset);
-                }
-                if appended.duplicate {
+                last_id = Some(id.clone());
+                appends.push(self.store_item(store, head, id, time, item));
+            }
+            for duplicate in futures_util::future::join_all(appends).await {
+                if duplicate? {
                     outcome.duplicates += 1;
-                    if self.spec.reconcile {
-                        wireline_webhook::sightings::record_duplicate(
-                            store.as_ref(),
-                            &self.service,
-                            &id,
-                            appended.offset,
-                            wireline_webhook::sightings::Path::Poll,
-                            Timestamp::now(),
-                        )
-                        .await
-                        .map_err(store_problem)?;
-                    }
                 } else {
                     outcome.new += 1;
                 }
-                last_id = Some(id);
             }
             let more = self
                 .spec
@@ -365,6 +361,37 @@ impl Source {
             .trim_start_matches('/')
             .to_owned();
         Ok((rest, url.query().map(str::to_owned)))
+    }
+
+    /// Appends one item; true if it was already in the log.
+    async fn store_item(
+        &self,
+        store: &Arc<dyn Store>,
+        head: Option<&Head>,
+        id: String,
+        time: Option<i64>,
+        item: &Value,
+    ) -> Result<bool, Problem> {
+        let appended = self.append(store, &id, time, item).await?;
+        if !appended.duplicate {
+            if let Some(head) = head {
+                head.bump(appended.offset);
+            }
+            return Ok(false);
+        }
+        if self.spec.reconcile {
+            wireline_webhook::sightings::record_duplicate(
+                store.as_ref(),
+                &self.service,
+                &id,
+                appended.offset,
+                wireline_webhook::sightings::Path::Poll,
+                Timestamp::now(),
+            )
+            .await
+            .map_err(store_problem)?;
+        }
+        Ok(true)
     }
 
     async fn append(

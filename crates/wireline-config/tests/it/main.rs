@@ -163,6 +163,12 @@ fn bad_configs_are_located_and_explained() {
         "makes 1440 calls per 86400s window, over 80 % of the declared limit of 1000",
     );
     check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nrate_limit = \"200/h\"\n[services.s.poll]\npath = \"/inbox/{source}\"\nevery = \"1m\"\nsources = [\"a\", \"b\", \"c\"]\n",
+        (6, 9),
+        "services.s.poll.every",
+        "polling 3 source(s) every 60s makes 180 calls",
+    );
+    check_error(
         "[services.s]\nbase_url = \"https://x.test\"\n[services.s.poll]\nevery = \"1m\"\n",
         (3, 1),
         "services.s.poll.path",

@@ -136,6 +136,7 @@ impl World {
         let service = &self.loaded.config.services["stripe"];
         Source {
             service: "stripe".into(),
+            name: None,
             spec: service.poll.as_ref().expect("poll").spec().expect("spec"),
             base_url: url::Url::parse(&service.base_url).expect("url"),
         }
@@ -585,4 +586,50 @@ async fn the_hybrid_stores_every_event_once_and_reports_what_the_webhooks_missed
     );
     assert_eq!(report.webhook_capture_rate, Some(0.95));
     assert!(report.webhook_lag_ms.is_some() && report.poll_lag_ms.is_some());
+}
+
+#[tokio::test]
+async fn each_source_has_its_own_endpoint_and_checkpoint() {
+    let app = Router::new().route(
+        "/inbox/{owner}",
+        get(|axum::extract::Path(owner): axum::extract::Path<String>| async move {
+            axum::Json(json!([{"id": format!("{owner}-1"), "at": 1_700_000_000}, {"id": format!("{owner}-2"), "at": 1_700_000_001}]))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(
+        dir.path(),
+        &url,
+        "path = \"/inbox/{source}\"\ntime = \"at\"\nsources = [\"ann\", \"bob\"]",
+    );
+    let base = w.source();
+    for owner in ["ann", "bob"] {
+        let source = Source {
+            name: Some(owner.to_owned()),
+            spec: base.spec.for_source(owner),
+            ..w.source()
+        };
+        assert_eq!(
+            source
+                .poll(&w.direct, &w.store, None)
+                .await
+                .expect("poll")
+                .new,
+            2
+        );
+        let checkpoint = source
+            .checkpoint(w.store.as_ref())
+            .await
+            .expect("checkpoint");
+        assert_eq!(checkpoint.watermark, Some(1_700_000_001), "{owner}");
+        assert_eq!(source.checkpoint_name(), format!("poll:stripe:{owner}"));
+    }
+    assert_each_once(&w.logged().await, 4);
 }
