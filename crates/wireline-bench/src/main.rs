@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod hooks;
 mod null_proxy;
+mod poll;
 mod proxy;
 
 use std::path::Path;
@@ -55,6 +56,16 @@ enum Bench {
         #[arg(long, default_value_t = 20_000)]
         events: usize,
     },
+    /// Polling at scale: 10,000 sources' steady-state CPU and memory, and reconciling 100,000
+    /// events with 1 % missed. Needs the release `wireline` binary. Takes several minutes.
+    Poll {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Sources polled every 60 s.
+        #[arg(long, default_value_t = 10_000)]
+        sources: usize,
+    },
     /// (Used by `proxy`.) A bare forwarding proxy, the floor under any proxy's cost.
     #[command(hide = true)]
     NullProxy {
@@ -87,6 +98,13 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(proxy::run(runs, requests))
+        }
+        Bench::Poll { runs, sources } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(poll::run(runs, sources))
         }
         Bench::NullProxy { upstream } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

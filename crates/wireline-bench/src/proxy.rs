@@ -59,6 +59,13 @@ pub(crate) struct Wireline {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Wireline {
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Wireline {
     fn drop(&mut self) {
         let _ = self.child.kill();
