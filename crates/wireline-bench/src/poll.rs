@@ -19,8 +19,8 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde_json::{Value, json};
 use wireline_config::{Env, load_str};
-use wireline_store::sqlite::SqliteStore;
 use wireline_store::Store;
+use wireline_store::sqlite::SqliteStore;
 
 use crate::proxy::{binary, spawn};
 
@@ -44,13 +44,20 @@ fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((ticks / 100.0, rss_kib / 1024.0))
 }
 
-async fn feed(Path(_source): Path<String>, State(hits): State<Arc<AtomicU64>>) -> axum::Json<Value> {
+async fn feed(
+    Path(_source): Path<String>,
+    State(hits): State<Arc<AtomicU64>>,
+) -> axum::Json<Value> {
     hits.fetch_add(1, Ordering::Relaxed);
     axum::Json(json!([{"id": "1", "at": 1_700_000_000}, {"id": "2", "at": 1_700_000_001}]))
 }
 
 /// Runs `sources` sources for `measure` after `warm`; returns (CPU share of one core, RSS MiB).
-async fn steady(sources: usize, warm: Duration, measure: Duration) -> anyhow::Result<(f64, f64, u64)> {
+async fn steady(
+    sources: usize,
+    warm: Duration,
+    measure: Duration,
+) -> anyhow::Result<(f64, f64, u64)> {
     let hits = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .route("/feed/{source}", get(feed))
@@ -83,7 +90,11 @@ async fn steady(sources: usize, warm: Duration, measure: Duration) -> anyhow::Re
     let polls = hits.load(Ordering::Relaxed) - hits_before;
     drop(wireline);
     server.abort();
-    Ok(((cpu_after - cpu_before) / measure.as_secs_f64() * 100.0, rss, polls))
+    Ok((
+        (cpu_after - cpu_before) / measure.as_secs_f64() * 100.0,
+        rss,
+        polls,
+    ))
 }
 
 struct Stripe {
@@ -101,7 +112,9 @@ async fn stripe_events(
         .and_then(|id| stripe.position.get(id))
         .map_or(0, |p| p + 1);
     let end = (start + 100).min(stripe.events.len());
-    axum::Json(json!({"object": "list", "has_more": end < stripe.events.len(), "data": stripe.events[start..end]}))
+    axum::Json(
+        json!({"object": "list", "has_more": end < stripe.events.len(), "data": stripe.events[start..end]}),
+    )
 }
 
 async fn reconcile(events: usize, missed_every: usize) -> anyhow::Result<(f64, u64)> {
@@ -133,8 +146,12 @@ async fn reconcile(events: usize, missed_every: usize) -> anyhow::Result<(f64, u
         "[services.stripe]\nbase_url = \"http://{address}\"\nauth = {{ bearer = \"${{env:KEY}}\" }}\n[services.stripe.webhook]\nscheme = \"stripe\"\nsecret = \"${{env:KEY}}\"\n[services.stripe.poll]\npreset = \"stripe-events\"\nreconcile = true\nmax_pages = 100000\n"
     );
     let vars = std::collections::BTreeMap::from([("KEY".to_owned(), "whsec_bench".to_owned())]);
-    let loaded = load_str(&text, &dir.path().join("wireline.toml"), &Env::from_map(vars))
-        .map_err(|findings| anyhow::anyhow!("{findings:?}"))?;
+    let loaded = load_str(
+        &text,
+        &dir.path().join("wireline.toml"),
+        &Env::from_map(vars),
+    )
+    .map_err(|findings| anyhow::anyhow!("{findings:?}"))?;
     let sqlite = SqliteStore::open(&dir.path().join("w.db"))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     // What the webhooks delivered, stored as the webhook path stores it (concurrently, so
@@ -151,7 +168,9 @@ async fn reconcile(events: usize, missed_every: usize) -> anyhow::Result<(f64, u
                 jiff::Timestamp::from_second(ts(n)).unwrap_or_else(|_| jiff::Timestamp::now()),
                 json!({"id": id}),
             );
-            store.append(&wireline_webhook::dedupe_id("stripe", &id), &event).await
+            store
+                .append(&wireline_webhook::dedupe_id("stripe", &id), &event)
+                .await
         });
         if pending.len() >= 512 {
             pending.join_next().await.context("task")???;
@@ -166,7 +185,12 @@ async fn reconcile(events: usize, missed_every: usize) -> anyhow::Result<(f64, u
     let source = wireline_poll::sync::Source {
         service: "stripe".into(),
         name: None,
-        spec: service.poll.as_ref().context("poll")?.spec().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?,
+        spec: service
+            .poll
+            .as_ref()
+            .context("poll")?
+            .spec()
+            .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?,
         base_url: url::Url::parse(&service.base_url)?,
     };
     let started = Instant::now();
@@ -196,18 +220,42 @@ pub async fn run(runs: usize, sources: usize) -> anyhow::Result<()> {
         rss.push(r);
         rate.push(polls as f64 / measure.as_secs_f64());
     }
-    rows.push(("idle wireline (no sources): CPU".into(), idle_cpu, "% of one core"));
-    rows.push(("idle wireline (no sources): resident memory".into(), idle_rss, "MiB"));
-    rows.push((format!("{sources} sources every 60 s: CPU, steady state"), cpu, "% of one core"));
-    rows.push((format!("{sources} sources every 60 s: resident memory"), rss, "MiB"));
-    rows.push((format!("{sources} sources every 60 s: polls answered"), rate, "polls/s"));
+    rows.push((
+        "idle wireline (no sources): CPU".into(),
+        idle_cpu,
+        "% of one core",
+    ));
+    rows.push((
+        "idle wireline (no sources): resident memory".into(),
+        idle_rss,
+        "MiB",
+    ));
+    rows.push((
+        format!("{sources} sources every 60 s: CPU, steady state"),
+        cpu,
+        "% of one core",
+    ));
+    rows.push((
+        format!("{sources} sources every 60 s: resident memory"),
+        rss,
+        "MiB",
+    ));
+    rows.push((
+        format!("{sources} sources every 60 s: polls answered"),
+        rate,
+        "polls/s",
+    ));
     let (mut seconds, mut found) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let (s, new) = reconcile(100_000, 100).await?;
         seconds.push(s);
         found.push(new as f64);
     }
-    rows.push(("reconcile 100,000 events, 1 % missed by webhooks: time to a complete log".into(), seconds, "s"));
+    rows.push((
+        "reconcile 100,000 events, 1 % missed by webhooks: time to a complete log".into(),
+        seconds,
+        "s",
+    ));
     rows.push(("reconcile: events the poll added".into(), found, "events"));
     println!("| measurement | median of {runs} runs | unit | all runs |");
     println!("| --- | ---: | --- | --- |");

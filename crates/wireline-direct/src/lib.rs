@@ -436,7 +436,7 @@ impl Direct {
                 .agent_credentials
                 .get(name)
                 .or(runtime.config.auth.as_ref()),
-            Caller::Operator => runtime.config.auth.as_ref(),
+            Caller::Operator | Caller::Poller => runtime.config.auth.as_ref(),
         };
         if let Some(auth) = auth {
             apply_auth(auth, &mut headers, &mut url, &runtime.name)?;
@@ -497,16 +497,19 @@ impl Direct {
                 .await;
         }
         let latency = started.elapsed();
-        self.recorder.call(record::CallRecord {
-            agent: caller.name(),
-            service: &runtime.name,
-            operation: operation.as_deref(),
-            method: outbound.method.as_str(),
-            path: &path,
-            execution: &execution,
-            latency,
-            breaker: runtime.stack.breaker_state(),
-        });
+        self.recorder.call(
+            *caller != Caller::Poller,
+            record::CallRecord {
+                agent: caller.name(),
+                service: &runtime.name,
+                operation: operation.as_deref(),
+                method: outbound.method.as_str(),
+                path: &path,
+                execution: &execution,
+                latency,
+                breaker: runtime.stack.breaker_state(),
+            },
+        );
         for (window, ratio) in runtime.stack.usage() {
             metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => runtime.name.clone(), "window" => window).set(ratio);
         }

@@ -187,8 +187,8 @@ impl Recorder {
         }
     }
 
-    /// The audit record and metrics of one call.
-    pub(crate) fn call(&self, record: CallRecord<'_>) {
+    /// The metrics of one call, and its audit record if `audit`.
+    pub(crate) fn call(&self, audit: bool, record: CallRecord<'_>) {
         let (outcome, status) = outcome_label(record.execution);
         let fallback = fallback_label(&record.execution.fallback);
         let service = record.service.to_owned();
@@ -200,6 +200,9 @@ impl Recorder {
         metrics::histogram!("wireline_direct_request_duration_seconds", "service" => service.clone()).record(record.latency.as_secs_f64());
         if let Some(fallback) = &fallback {
             metrics::counter!("wireline_direct_fallbacks_total", "service" => service.clone(), "fallback" => fallback.clone()).increment(1);
+        }
+        if !audit {
+            return;
         }
         let data = json!({
             "agent": record.agent,

@@ -36,7 +36,8 @@ pub struct CaptureReport {
     pub webhook_capture_rate: Option<f64>,
     /// Event time to webhook arrival, p50 and p99, milliseconds.
     pub webhook_lag_ms: Option<(i64, i64)>,
-    /// Event time to poll arrival, p50 and p99, milliseconds.
+    /// Event time to poll arrival, p50 and p99, milliseconds, of the events the poll stored
+    /// first (the ones it delivered).
     pub poll_lag_ms: Option<(i64, i64)>,
 }
 
@@ -96,9 +97,6 @@ pub async fn capture_report(
                 report.total += 1;
                 report.first_by_webhook += 1;
                 webhook_lags.push(lag(event.time, stored.recorded_at));
-                if let Some(at) = sighting.poll_at {
-                    poll_lags.push(lag(event.time, at));
-                }
             } else if event.source == poll {
                 report.total += 1;
                 report.first_by_poll += 1;

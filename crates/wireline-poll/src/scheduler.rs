@@ -119,7 +119,10 @@ async fn run(
         if *stop.borrow() {
             return;
         }
-        let result = source.poll(&direct, &store, Some(&head)).await;
+        // Boxed: a poll's future (the whole proxied call) is large, and ten thousand idle
+        // sources would each carry one inline while they sleep. Boxed, it exists only while
+        // the poll runs.
+        let result = Box::pin(source.poll(&direct, &store, Some(&head))).await;
         wait = jittered(every);
         match result {
             Ok(outcome) => {
@@ -135,7 +138,8 @@ async fn run(
                     wait = Duration::from_millis(100);
                 } else {
                     if source.spec.reconcile {
-                        missed_alerted = check_misses(&store, &source, missed_alerted).await;
+                        missed_alerted =
+                            Box::pin(check_misses(&store, &source, missed_alerted)).await;
                     }
                     if let Some(limit) = source.spec.stall_alert {
                         let watermark = source

@@ -247,7 +247,6 @@ impl Ingest {
                 service,
                 &id,
                 appended.offset,
-                crate::sightings::Path::Webhook,
                 now,
             )
             .await

@@ -2,10 +2,10 @@
 //!
 //! The log keeps each event once, with the `source` of the path that saw it first
 //! (`wireline://hooks/SERVICE` or `wireline://poll/SERVICE`) and when it arrived. What the log
-//! cannot say is whether the other path saw it too, and when: that is recorded here, only on a
-//! duplicate append — rare for webhooks (provider retries) and, for a poll, once per event the
-//! webhook brought first. Same-path re-reads by the poll (its overlap window) are not
-//! recorded: they say nothing about capture.
+//! cannot say is whether a webhook came after the poll had stored the event (late, not
+//! missed), or came twice: that is recorded here, on a duplicate webhook append — rare
+//! (provider retries). The poll re-reading what the webhook brought is the normal case and is
+//! not recorded.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -37,24 +37,21 @@ impl Path {
     }
 }
 
-/// Later sightings of one event (the first is the log's own record).
+/// Later webhook sightings of one event (the first sighting is the log's own record).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sighting {
     /// When a webhook first delivered it, if the poll stored it first.
     pub webhook_at: Option<Timestamp>,
-    /// When the poll first read it, if the webhook stored it first.
-    pub poll_at: Option<Timestamp>,
     /// Webhook deliveries of it after the first one (provider retries and doubles).
     pub webhook_duplicates: u32,
 }
 
-/// Records that `path` delivered event `id` (already stored at `offset`) again at `now`.
+/// Records that a webhook delivered event `id` (already stored at `offset`) again at `now`.
 pub async fn record_duplicate(
     store: &dyn Store,
     service: &str,
     id: &str,
     offset: Offset,
-    path: Path,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let namespace = namespace(service);
@@ -63,35 +60,17 @@ pub async fn record_duplicate(
         .await?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let first_by_poll = || async {
-        let stored = store.read(Offset(offset.0.saturating_sub(1)), 1).await?;
-        Ok::<bool, StoreError>(stored.first().is_some_and(|e| {
-            e.offset == offset
-                && e.event()
-                    .is_ok_and(|event| event.source == Path::Poll.source(service))
-        }))
-    };
-    let changed = match path {
-        Path::Webhook => {
-            if sighting.webhook_at.is_none() && first_by_poll().await? {
-                sighting.webhook_at = Some(now);
-            } else {
-                sighting.webhook_duplicates += 1;
-            }
-            true
-        }
-        Path::Poll => {
-            if sighting.poll_at.is_some() || first_by_poll().await? {
-                false // the poll reading again what it stored, or already recorded
-            } else {
-                sighting.poll_at = Some(now);
-                true
-            }
-        }
-    };
-    if changed {
-        let value = serde_json::to_vec(&sighting).unwrap_or_default();
-        store.put(&namespace, id, &value, None).await?;
+    let stored = store.read(Offset(offset.0.saturating_sub(1)), 1).await?;
+    let first_by_poll = stored.first().is_some_and(|e| {
+        e.offset == offset
+            && e.event()
+                .is_ok_and(|event| event.source == Path::Poll.source(service))
+    });
+    if sighting.webhook_at.is_none() && first_by_poll {
+        sighting.webhook_at = Some(now);
+    } else {
+        sighting.webhook_duplicates += 1;
     }
-    Ok(())
+    let value = serde_json::to_vec(&sighting).unwrap_or_default();
+    store.put(&namespace, id, &value, None).await
 }

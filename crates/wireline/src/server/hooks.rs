@@ -73,7 +73,7 @@ fn agent(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
         .and_then(|v| v.to_str().ok());
     match state.direct.authenticate(authorization).map_err(ApiError)? {
         Caller::Agent(agent) => Ok(agent),
-        Caller::Operator => Err(ApiError(Problem::new(
+        Caller::Operator | Caller::Poller => Err(ApiError(Problem::new(
             ProblemKind::Forbidden,
             "only agents use this route",
         ))),
