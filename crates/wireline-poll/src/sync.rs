@@ -188,7 +188,7 @@ impl Source {
                 return Ok(outcome);
             }
             if !reply.status().is_success() {
-                return Err(Problem::new(
+                let problem = Problem::new(
                     ProblemKind::UpstreamUnreachable,
                     format!(
                         "{} answered {} to its poll of {}; the poll resumes at its checkpoint next time",
@@ -196,7 +196,14 @@ impl Source {
                         reply.status(),
                         self.spec.path
                     ),
-                ));
+                );
+                // The provider's Retry-After (429, 503) pushes the next poll back.
+                return Err(
+                    match header(reply.headers(), "retry-after").and_then(|v| v.parse().ok()) {
+                        Some(seconds) => problem.with_retry_after(seconds),
+                        None => problem,
+                    },
+                );
             }
             if first {
                 run.etag = header(reply.headers(), "etag");

@@ -633,3 +633,82 @@ async fn each_source_has_its_own_endpoint_and_checkpoint() {
     }
     assert_each_once(&w.logged().await, 4);
 }
+
+/// A generic list paged two ways: `?page=N` with `has_more`, and a `next` URL in the body.
+async fn paged(Query(query): Query<BTreeMap<String, String>>, uri: axum::http::Uri) -> Response {
+    let items: Vec<Value> = (1..=5)
+        .map(|n| json!({"id": n, "at": 1_700_000_000 + n}))
+        .collect();
+    if uri.path() == "/numbered" {
+        let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let chunk: Vec<Value> = items
+            .iter()
+            .skip((page.max(1) - 1) * 2)
+            .take(2)
+            .cloned()
+            .collect();
+        return axum::Json(json!({"items": chunk, "more": page * 2 < 5})).into_response();
+    }
+    if uri.path() == "/limited" {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "30")], "{}").into_response();
+    }
+    let offset: usize = query
+        .get("offset")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let chunk: Vec<Value> = items.iter().skip(offset).take(2).cloned().collect();
+    let next = (offset + 2 < 5).then(|| format!("/linked?offset={}", offset + 2));
+    axum::Json(json!({"data": {"items": chunk}, "next": next})).into_response()
+}
+
+#[tokio::test]
+async fn page_numbers_next_urls_and_retry_after() {
+    let app = Router::new()
+        .route("/numbered", get(paged))
+        .route("/linked", get(paged))
+        .route("/limited", get(paged));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let cases = [
+        (
+            "path = \"/numbered\"\nitems = \"items\"\nnext = \"page:page\"\nhas_more = \"more\"",
+            3,
+        ),
+        (
+            "path = \"/linked\"\nitems = \"data.items\"\nnext = \"body:next\"",
+            3,
+        ),
+    ];
+    for (poll, pages) in cases {
+        let dir = tempfile::tempdir().expect("dir");
+        let w = world(dir.path(), &url, &format!("{poll}\ntime = \"at\""));
+        let outcome = w
+            .source()
+            .poll(&w.direct, &w.store, None)
+            .await
+            .expect("poll");
+        assert_eq!(
+            (outcome.pages, outcome.new, outcome.finished),
+            (pages, 5, true),
+            "{poll}"
+        );
+        assert_each_once(&w.logged().await, 5);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(dir.path(), &url, "path = \"/limited\"");
+    let limited = w
+        .source()
+        .poll(&w.direct, &w.store, None)
+        .await
+        .expect_err("429");
+    assert_eq!(
+        limited.retry_after,
+        Some(30),
+        "the next poll waits for Retry-After"
+    );
+}
