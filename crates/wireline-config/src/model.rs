@@ -641,8 +641,9 @@ pub struct Poll {
     /// Fixed query parameters, e.g. `{ limit = "100" }`.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
-    /// Where the items are in the JSON body: a dotted path (`data`, `results.items`), or `""`
-    /// when the body is the list itself.
+    /// Where the items are in the JSON body: a dotted path to a list (`data`,
+    /// `results.items`), `""` when the body is the list itself, or a path ending in `.*` for
+    /// every member of an object or list there (`results.*`; lists among them are joined).
     #[serde(default)]
     pub items: Option<String>,
     /// The item field holding its id (dotted path). The id is the dedupe key, shared with the
@@ -681,6 +682,11 @@ pub struct Poll {
     /// kept).
     #[serde(default)]
     pub max_pages: Option<u32>,
+    /// Incremental by id instead of time: for an oldest-first list paged with
+    /// `next = "cursor:PARAM"` (`starting_after`, `after`, `since_id` style), each poll
+    /// continues after the last item ever read, so no timestamps are needed.
+    #[serde(default)]
+    pub id_cursor: bool,
     /// Poll the same endpoint once per entry (inboxes, accounts, repositories): `{source}` in
     /// `path` and in `query` values is replaced by each. Each source has its own schedule and
     /// checkpoint. Leave out for one source.

@@ -56,6 +56,8 @@ pub struct PollSpec {
     pub miss_alert: f64,
     /// Intervals without watermark progress that raise an alert.
     pub stall_alert: Option<u32>,
+    /// Each poll continues after the last item ever read (`next` must be a cursor).
+    pub id_cursor: bool,
 }
 
 impl PollSpec {
@@ -144,6 +146,12 @@ impl Poll {
                 format!("\"{next_text}\" is not a pagination; write cursor:PARAM, link, body:FIELD, page:PARAM or none"),
             )
         })?;
+        if self.id_cursor && !matches!(next, NextPage::Cursor(_)) {
+            return Err((
+                "id_cursor".to_owned(),
+                "id_cursor continues after the last item's id, so it needs next = \"cursor:PARAM\" (e.g. cursor:starting_after)".to_owned(),
+            ));
+        }
         let time = self.time.clone().or(time.map(str::to_owned));
         let since_param = self.since_param.clone().or(since.map(str::to_owned));
         if since_param.is_some() && time.is_none() {
@@ -180,6 +188,7 @@ impl Poll {
             max_pages: self.max_pages.unwrap_or(100).max(1),
             miss_alert: self.miss_alert,
             stall_alert: self.stall_alert,
+            id_cursor: self.id_cursor,
         })
     }
 }

@@ -63,6 +63,9 @@ pub struct Checkpoint {
     pub last_modified: Option<String>,
     /// The earliest next poll the provider allows (`X-Poll-Interval`), unix seconds.
     pub not_before: Option<i64>,
+    /// With `id_cursor`: the last item ever read; the next poll continues after it.
+    #[serde(default)]
+    pub last_id: Option<String>,
 }
 
 /// What one poll did.
@@ -132,7 +135,10 @@ impl Source {
         let mut checkpoint = self.checkpoint(store.as_ref()).await?;
         let mut outcome = Outcome::default();
         let mut run = checkpoint.run.clone().unwrap_or_else(|| Run {
-            next: PageRef::First,
+            next: match (&checkpoint.last_id, self.spec.id_cursor) {
+                (Some(id), true) => PageRef::Cursor(id.clone()),
+                _ => PageRef::First,
+            },
             since: checkpoint
                 .watermark
                 .map(|w| w.saturating_sub(i64::try_from(self.spec.overlap.as_secs()).unwrap_or(0))),
@@ -218,9 +224,9 @@ impl Source {
                     ),
                 )
             })?;
-            let items = match at(&body, &self.spec.items) {
-                Some(Value::Array(items)) => items.clone(),
-                _ => {
+            let items = match items_at(&body, &self.spec.items) {
+                Some(items) => items,
+                None => {
                     return Err(Problem::new(
                         ProblemKind::UpstreamUnreachable,
                         format!(
@@ -257,6 +263,9 @@ impl Source {
                 } else {
                     outcome.new += 1;
                 }
+            }
+            if self.spec.id_cursor && last_id.is_some() {
+                checkpoint.last_id.clone_from(&last_id);
             }
             let more = self
                 .spec
@@ -445,6 +454,32 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// The items at `path`: an array there, or with a final `.*` every member of what is there
+/// (`results.*` for `{"results": {"open": [..], "closed": [..]}}` gives all of them; members
+/// that are arrays are flattened).
+fn items_at(body: &Value, path: &str) -> Option<Vec<Value>> {
+    if let Some(prefix) = path.strip_suffix(".*").or((path == "*").then_some("")) {
+        let members: Vec<&Value> = match at(body, prefix)? {
+            Value::Object(map) => map.values().collect(),
+            Value::Array(items) => items.iter().collect(),
+            _ => return None,
+        };
+        return Some(
+            members
+                .into_iter()
+                .flat_map(|member| match member {
+                    Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                })
+                .collect(),
+        );
+    }
+    match at(body, path)? {
+        Value::Array(items) => Some(items.clone()),
+        _ => None,
+    }
 }
 
 /// A dotted path into JSON (`""` is the value itself; numeric segments index arrays).

@@ -666,7 +666,8 @@ async fn page_numbers_next_urls_and_retry_after() {
     let app = Router::new()
         .route("/numbered", get(paged))
         .route("/linked", get(paged))
-        .route("/limited", get(paged));
+        .route("/limited", get(paged))
+        .route("/grouped", get(paged));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -711,4 +712,71 @@ async fn page_numbers_next_urls_and_retry_after() {
         Some(30),
         "the next poll waits for Retry-After"
     );
+}
+
+/// An oldest-first list paged by `after=<id>` (ids ascending), two per page.
+async fn ascending(
+    State(provider): State<Arc<Provider>>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    provider.calls.lock().expect("lock").push(query.clone());
+    let events = provider.events.lock().expect("lock").clone();
+    let start = match query.get("after") {
+        Some(after) => events
+            .iter()
+            .position(|e| &e.0 == after)
+            .map_or(0, |p| p + 1),
+        None => 0,
+    };
+    let chunk: Vec<Value> = events
+        .iter()
+        .skip(start)
+        .take(2)
+        .map(|e| json!({"id": e.0}))
+        .collect();
+    axum::Json(json!({"items": chunk, "has_more": start + 2 < events.len()})).into_response()
+}
+
+#[tokio::test]
+async fn an_id_cursor_continues_after_the_last_item_ever_read() {
+    let provider = Arc::new(Provider::default());
+    for n in 0..3 {
+        provider.add(&format!("m{n}"), 0, "message");
+    }
+    let app = Router::new()
+        .route("/messages", get(ascending))
+        .with_state(Arc::clone(&provider));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(
+        dir.path(),
+        &url,
+        "path = \"/messages\"\nitems = \"items\"\nnext = \"cursor:after\"\nhas_more = \"has_more\"\nid_cursor = true",
+    );
+    let source = w.source();
+    assert_eq!(
+        source
+            .poll(&w.direct, &w.store, None)
+            .await
+            .expect("poll")
+            .new,
+        3
+    );
+    provider.add("m3", 0, "message");
+    provider.calls.lock().expect("lock").clear();
+    let outcome = source.poll(&w.direct, &w.store, None).await.expect("poll");
+    assert_eq!(
+        (outcome.new, outcome.duplicates),
+        (1, 0),
+        "only what came after m2"
+    );
+    let calls = provider.calls.lock().expect("lock").clone();
+    assert_eq!(calls[0].get("after").map(String::as_str), Some("m2"));
+    assert_each_once(&w.logged().await, 4);
 }
