@@ -90,47 +90,47 @@ enum Bench {
     },
 }
 
+/// The runtime every benchmark runs on: two workers, like the machine's two cores.
+fn bench_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Prints the Markdown table of BENCHMARKS.md: per row the median of its runs, and every run.
+pub(crate) fn print_table(runs: usize, rows: Vec<(String, Vec<f64>, &str)>) {
+    println!("| measurement | median of {runs} runs | unit | all runs |");
+    println!("| --- | ---: | --- | --- |");
+    for (name, values, unit) in rows {
+        let all: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        let median = median(values);
+        let shown = if median.abs() >= 100.0 {
+            format!("{median:.0}")
+        } else {
+            format!("{median:.2}")
+        };
+        println!("| {name} | {shown} | {unit} | {} |", all.join(", "));
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
-        Bench::Proxy { runs, requests } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(proxy::run(runs, requests))
-        }
-        Bench::Poll { runs, sources } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(poll::run(runs, sources))
-        }
+        Bench::Proxy { runs, requests } => bench_runtime()?.block_on(proxy::run(runs, requests)),
+        Bench::Poll { runs, sources } => bench_runtime()?.block_on(poll::run(runs, sources)),
         Bench::NullProxy { upstream } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(null_proxy::run(upstream))
         }
-        Bench::Hooks { runs, events } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(hooks::run(runs, events))
-        }
+        Bench::Hooks { runs, events } => bench_runtime()?.block_on(hooks::run(runs, events)),
         Bench::Store {
             runs,
             events,
             single_events,
             payload,
-        } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(store(runs, events, single_events, payload))
-        }
+        } => bench_runtime()?.block_on(store(runs, events, single_events, payload)),
     }
 }
 

@@ -257,12 +257,6 @@ pub async fn run(runs: usize, sources: usize) -> anyhow::Result<()> {
         "s",
     ));
     rows.push(("reconcile: events the poll added".into(), found, "events"));
-    println!("| measurement | median of {runs} runs | unit | all runs |");
-    println!("| --- | ---: | --- | --- |");
-    for (name, values, unit) in rows {
-        let all: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
-        let median = crate::median(values);
-        println!("| {name} | {median:.2} | {unit} | {} |", all.join(", "));
-    }
+    crate::print_table(runs, rows);
     Ok(())
 }

@@ -353,18 +353,7 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
     ));
     drop(wireline);
 
-    println!("| measurement | median of {runs} runs | unit | all runs |");
-    println!("| --- | ---: | --- | --- |");
-    for (name, values, unit) in rows {
-        let all: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
-        let median = crate::median(values);
-        let shown = if median.abs() >= 100.0 {
-            format!("{median:.0}")
-        } else {
-            format!("{median:.2}")
-        };
-        println!("| {name} | {shown} | {unit} | {} |", all.join(", "));
-    }
+    crate::print_table(runs, rows);
     Ok(())
 }
 

@@ -96,14 +96,7 @@ async fn start(provider: &Arc<Provider>) -> String {
     let app = Router::new()
         .route("/v1/events", get(stripe_events))
         .with_state(Arc::clone(provider));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    crate::serve(app).await
 }
 
 struct World {
@@ -421,14 +414,7 @@ async fn start_github(provider: &Arc<Provider>) -> String {
     let app = Router::new()
         .route("/repos/o/r/events", get(github_events))
         .with_state(Arc::clone(provider));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    crate::serve(app).await
 }
 
 #[tokio::test]
@@ -596,13 +582,7 @@ async fn each_source_has_its_own_endpoint_and_checkpoint() {
             axum::Json(json!([{"id": format!("{owner}-1"), "at": 1_700_000_000}, {"id": format!("{owner}-2"), "at": 1_700_000_001}]))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = crate::serve(app).await;
     let dir = tempfile::tempdir().expect("dir");
     let w = world(
         dir.path(),
@@ -668,13 +648,7 @@ async fn page_numbers_next_urls_and_retry_after() {
         .route("/linked", get(paged))
         .route("/limited", get(paged))
         .route("/grouped", get(paged));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = crate::serve(app).await;
     let cases = [
         (
             "path = \"/numbered\"\nitems = \"items\"\nnext = \"page:page\"\nhas_more = \"more\"",
@@ -746,13 +720,7 @@ async fn an_id_cursor_continues_after_the_last_item_ever_read() {
     let app = Router::new()
         .route("/messages", get(ascending))
         .with_state(Arc::clone(&provider));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = crate::serve(app).await;
     let dir = tempfile::tempdir().expect("dir");
     let w = world(
         dir.path(),
@@ -779,4 +747,16 @@ async fn an_id_cursor_continues_after_the_last_item_ever_read() {
     let calls = provider.calls.lock().expect("lock").clone();
     assert_eq!(calls[0].get("after").map(String::as_str), Some("m2"));
     assert_each_once(&w.logged().await, 4);
+}
+
+/// Serves `app` on a free loopback port until the test ends; returns `http://ADDRESS`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
 }

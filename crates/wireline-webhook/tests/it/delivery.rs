@@ -69,13 +69,7 @@ async fn receiver(script: &[u16]) -> (Arc<Receiver>, String) {
     let app = Router::new()
         .fallback(receive)
         .with_state(Arc::clone(&receiver));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("{}/hook", crate::serve(app).await);
     (receiver, url)
 }
 
@@ -378,12 +372,6 @@ async fn alert_receiver() -> (Alerts, String) {
             },
         )
         .with_state(Arc::clone(&alerts));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("{}/alerts", crate::serve(app).await);
     (alerts, url)
 }

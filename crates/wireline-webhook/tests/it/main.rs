@@ -332,3 +332,15 @@ fn the_generic_scheme_follows_its_settings() {
         Err(Refusal::Stale { .. })
     ));
 }
+
+/// Serves `app` on a free loopback port until the test ends; returns `http://ADDRESS`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}

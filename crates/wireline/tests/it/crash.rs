@@ -53,13 +53,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_reach_the_subscriber() {
             },
         )
         .with_state(Arc::clone(&received));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("{}/events", crate::serve(app).await);
 
     let dir = tempfile::tempdir().expect("dir");
     let config = crate::server::write_config(

@@ -272,13 +272,7 @@ async fn dead_letters_are_listed_and_redriven_by_cli_and_api() {
             },
         )
         .with_state(Arc::clone(&flaky));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/in", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("{}/in", crate::serve(app).await);
     let seen = |n: usize| {
         let flaky = Arc::clone(&flaky);
         async move {

@@ -27,13 +27,7 @@ async fn polled_items_reach_agents_once_across_restarts() {
             }),
         )
         .with_state(Arc::clone(&calls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = crate::serve(app).await;
     let dir = tempfile::tempdir().expect("dir");
     let config = crate::server::write_config(
         dir.path(),
@@ -131,13 +125,7 @@ async fn the_hybrid_reports_and_alerts_what_the_webhooks_missed() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = crate::serve(app).await;
     let dir = tempfile::tempdir().expect("dir");
     let config = crate::server::write_config(
         dir.path(),
