@@ -219,6 +219,11 @@ impl Direct {
         })
     }
 
+    /// Whether `caller` holds `scope` (e.g. `events:write`); the operator holds every scope.
+    pub fn has_scope(&self, caller: &Caller, scope: &str) -> bool {
+        self.agents.allows(caller, &[scope.to_owned()])
+    }
+
     /// The agent whose bearer token is in `authorization`; 401 otherwise.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Problem> {
         self.agents.authenticate(authorization).ok_or_else(|| {

@@ -64,6 +64,9 @@ pub struct PullQuery {
     /// At most this many events (default 100, at most 1000).
     #[serde(default)]
     limit: Option<usize>,
+    /// A named consumer of the calling agent: without `after`, read from its committed offset.
+    #[serde(default)]
+    consumer: Option<String>,
 }
 
 /// The calling agent's name (401 without a valid token).
@@ -156,15 +159,14 @@ pub async fn pull(
     let patterns = allowed(&state, &headers)?;
     let types = type_filter(query.types.as_deref())?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let (events, last) = page(
-        &state,
-        &patterns,
-        types.as_ref(),
-        Offset(query.after.unwrap_or(0)),
-        limit,
-        10_000,
-    )
-    .await?;
+    let after = match (query.after, &query.consumer) {
+        (Some(after), _) => Offset(after),
+        (None, Some(name)) => {
+            super::events::committed(&state, &agent(&state, &headers)?, name).await?
+        }
+        (None, None) => Offset::START,
+    };
+    let (events, last) = page(&state, &patterns, types.as_ref(), after, limit, 10_000).await?;
     let events: Vec<_> = events
         .into_iter()
         .map(|(offset, event)| json!({ "offset": offset, "event": event }))

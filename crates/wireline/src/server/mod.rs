@@ -4,6 +4,7 @@
 //! theirs (`/hooks`, `/proxy`, `/v1`) into [`router`] as they arrive.
 
 mod direct;
+mod events;
 mod hooks;
 mod problem;
 
@@ -259,7 +260,9 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
             post(direct::operation),
         )
         .route("/hooks/{service}", post(hooks::ingest))
-        .route("/v1/events", get(hooks::pull))
+        .route("/v1/events", get(hooks::pull).post(events::produce))
+        .route("/v1/consumers/{name}", get(events::consumer))
+        .route("/v1/consumers/{name}/commit", post(events::commit))
         .route("/v1/events/stream", get(hooks::stream))
         .route("/v1/deliveries/dead", get(hooks::dead_letters))
         .route("/v1/reconciliation", get(hooks::reconciliation))

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod events;
 mod hooks;
 mod poll;
 mod sdk;

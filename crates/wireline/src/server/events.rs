@@ -1,0 +1,191 @@
+//! The event log as a product, for agents and producers: `POST /v1/events` (append a
+//! CloudEvent; its `source` + `id` is the dedupe key, so a retried append is idempotent) and
+//! named consumers with committed offsets (`POST /v1/consumers/{name}/commit`,
+//! `GET /v1/consumers/{name}`), which `GET /v1/events?consumer=NAME` resumes from.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use wireline_core::event::SPEC_VERSION;
+use wireline_core::{Event, Offset, Problem, ProblemKind};
+
+use super::{ApiError, AppState};
+
+fn bad(detail: String) -> ApiError {
+    ApiError(Problem::new(ProblemKind::BadRequest, detail))
+}
+
+/// The calling agent, if it holds `scope`.
+pub(super) fn agent_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<String, ApiError> {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
+    if !state.direct.has_scope(&caller, scope) {
+        return Err(ApiError(Problem::new(
+            ProblemKind::Forbidden,
+            format!(
+                "agent {} lacks the {scope} scope; add it to [agents.{}] scopes",
+                caller.name(),
+                caller.name()
+            ),
+        )));
+    }
+    Ok(caller.name().to_owned())
+}
+
+/// Checks a structured-mode CloudEvent; the error names the field and the fix.
+fn validate(body: &[u8]) -> Result<Event, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        bad(format!("the body is not JSON ({error}); send one CloudEvent in structured mode (application/cloudevents+json)"))
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(bad(
+            "the body must be one CloudEvent, a JSON object".to_owned()
+        ));
+    };
+    for name in ["specversion", "id", "source", "type"] {
+        match fields.get(name) {
+            Some(Value::String(text)) if !text.trim().is_empty() => {}
+            Some(_) => return Err(bad(format!("`{name}` must be a non-empty string"))),
+            None => return Err(bad(format!("`{name}` is required (CloudEvents 1.0)"))),
+        }
+    }
+    if fields.get("specversion").and_then(Value::as_str) != Some(SPEC_VERSION) {
+        return Err(bad(format!("`specversion` must be \"{SPEC_VERSION}\"")));
+    }
+    if !fields.contains_key("time") {
+        fields.insert("time".to_owned(), json!(jiff::Timestamp::now()));
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|error| bad(format!("the event does not fit CloudEvents 1.0: {error}")))
+}
+
+/// `POST /v1/events`: 201 with the offset when new, 200 with the original offset when the
+/// same `source` + `id` was appended before.
+pub async fn produce(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    agent_with(&state, &headers, "events:write")?;
+    let event = validate(&body)?;
+    let dedupe = format!("ce:{}:{}", event.source, event.id);
+    let appended = state.store.append(&dedupe, &event).await.map_err(|error| {
+        ApiError(
+            Problem::new(
+                ProblemKind::StoreUnavailable,
+                format!("the event was not stored ({error}); retry with the same id"),
+            )
+            .with_retry_after(1),
+        )
+    })?;
+    if !appended.duplicate {
+        state.head.bump(appended.offset);
+    }
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({ "offset": appended.offset, "duplicate": appended.duplicate })),
+    )
+        .into_response())
+}
+
+fn consumer_key(agent: &str, name: &str) -> Result<String, ApiError> {
+    if name.is_empty()
+        || name.len() > 100
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(bad(format!(
+            "consumer name {name:?}: use 1 to 100 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(format!("consumer:{agent}:{name}"))
+}
+
+/// The committed offset of the agent's consumer `name` (0 if it never committed).
+pub(super) async fn committed(
+    state: &AppState,
+    agent: &str,
+    name: &str,
+) -> Result<Offset, ApiError> {
+    state
+        .store
+        .load_offset(&consumer_key(agent, name)?)
+        .await
+        .map(|offset| offset.unwrap_or(Offset::START))
+        .map_err(|error| {
+            ApiError(
+                Problem::new(
+                    ProblemKind::StoreUnavailable,
+                    format!("the offset cannot be read ({error}); retry shortly"),
+                )
+                .with_retry_after(1),
+            )
+        })
+}
+
+/// `GET /v1/consumers/{name}`.
+pub async fn consumer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let agent = agent_with(&state, &headers, "events:read")?;
+    let offset = committed(&state, &agent, &name).await?;
+    Ok(Json(json!({ "consumer": name, "offset": offset })).into_response())
+}
+
+/// `POST /v1/consumers/{name}/commit` with `{"offset": N}`: events up to N are done.
+pub async fn commit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let agent = agent_with(&state, &headers, "events:read")?;
+    let key = consumer_key(&agent, &name)?;
+    let offset = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("offset").and_then(Value::as_u64))
+        .ok_or_else(|| {
+            bad("send {\"offset\": N}, the last offset this consumer has processed".to_owned())
+        })?;
+    let head = state.store.head().await.map_err(|error| {
+        ApiError(
+            Problem::new(ProblemKind::StoreUnavailable, format!("{error}")).with_retry_after(1),
+        )
+    })?;
+    if offset > head.0 {
+        return Err(bad(format!(
+            "offset {offset} is beyond the log's head ({head}); commit an offset you have read"
+        )));
+    }
+    state
+        .store
+        .commit_offset(&key, Offset(offset))
+        .await
+        .map_err(|error| {
+            ApiError(
+                Problem::new(
+                    ProblemKind::StoreUnavailable,
+                    format!("the offset was not committed ({error}); retry"),
+                )
+                .with_retry_after(1),
+            )
+        })?;
+    Ok(Json(json!({ "consumer": name, "offset": offset })).into_response())
+}

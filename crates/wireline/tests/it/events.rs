@@ -1,0 +1,143 @@
+//! Producing to the log and consuming it with a named, committed offset, across a restart.
+
+use crate::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_events_are_idempotent_and_consumers_resume_after_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = crate::server::write_config(
+        dir.path(),
+        r#"
+[agents.shop]
+token = "${env:SHOP_TOKEN}"
+scopes = ["events:write"]
+[agents.fulfil]
+token = "${env:FULFIL_TOKEN}"
+scopes = ["events:read"]
+[[subscriptions]]
+agent = "fulfil"
+events = ["order.*"]
+"#,
+    );
+    let envs = [
+        ("SHOP_TOKEN", "shop-token-1"),
+        ("FULFIL_TOKEN", "fulfil-token-2"),
+    ];
+    let http = crate::server::client();
+    let server = Server::start(&config, &envs);
+    let produce = |token: &'static str, body: String| {
+        http.post(server.url("/v1/events"))
+            .bearer_auth(token)
+            .header("content-type", "application/cloudevents+json")
+            .body(body)
+            .send()
+    };
+    let event = |id: &str| {
+        serde_json::json!({"specversion": "1.0", "id": id, "source": "shop/orders", "type": "order.placed", "subject": "ord_1", "data": {"total": 42}}).to_string()
+    };
+    let first = produce("shop-token-1", event("o-1")).await.expect("append");
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.expect("json");
+    let again = produce("shop-token-1", event("o-1")).await.expect("retry");
+    assert_eq!(again.status(), 200, "a retried append is idempotent");
+    let again: serde_json::Value = again.json().await.expect("json");
+    assert_eq!(
+        (again["offset"].clone(), again["duplicate"].clone()),
+        (first["offset"].clone(), serde_json::json!(true))
+    );
+    for (body, status, names) in [
+        (
+            r#"{"specversion":"1.0","id":"x","source":"s"}"#.to_owned(),
+            400,
+            "`type` is required",
+        ),
+        (
+            r#"{"specversion":"0.3","id":"x","source":"s","type":"t"}"#.to_owned(),
+            400,
+            "`specversion` must be",
+        ),
+        ("not json".to_owned(), 400, "not JSON"),
+    ] {
+        let response = produce("shop-token-1", body).await.expect("answered");
+        assert_eq!(response.status(), status);
+        let problem = response.text().await.expect("text");
+        assert!(problem.contains(names), "{problem}");
+    }
+    assert_eq!(
+        produce("fulfil-token-2", event("o-9"))
+            .await
+            .expect("answered")
+            .status(),
+        403
+    );
+    assert_eq!(
+        produce("shop-token-1", "x".repeat(70 * 1024))
+            .await
+            .expect("answered")
+            .status(),
+        413
+    );
+    produce("shop-token-1", event("o-2")).await.expect("append");
+
+    // The consumer reads, commits the first, and after a restart continues after it.
+    let read = |server: &Server| {
+        http.get(server.url("/v1/events?consumer=picker"))
+            .bearer_auth("fulfil-token-2")
+            .send()
+    };
+    let ids = |body: serde_json::Value| -> Vec<String> {
+        body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["event"]["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let page: serde_json::Value = read(&server)
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(page.clone()), ["o-1", "o-2"]);
+    let committed = http
+        .post(server.url("/v1/consumers/picker/commit"))
+        .bearer_auth("fulfil-token-2")
+        .body(serde_json::json!({"offset": page["events"][0]["offset"]}).to_string())
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(committed.status(), 200);
+    let beyond = http
+        .post(server.url("/v1/consumers/picker/commit"))
+        .bearer_auth("fulfil-token-2")
+        .body(r#"{"offset": 999999}"#)
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(beyond.status(), 400);
+    let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("joined");
+    assert_eq!(code, Some(0), "{log}");
+
+    let server = Server::start(&config, &envs);
+    let page: serde_json::Value = read(&server)
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(page), ["o-2"], "continues where it stopped");
+    let state: serde_json::Value = http
+        .get(server.url("/v1/consumers/picker"))
+        .bearer_auth("fulfil-token-2")
+        .send()
+        .await
+        .expect("consumer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["offset"], first["offset"]);
+    drop(server);
+}
