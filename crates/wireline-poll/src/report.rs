@@ -84,6 +84,8 @@ pub async fn capture_report(
                 types: Some(types.clone()),
                 since,
                 until,
+                subject: None,
+                source: None,
                 limit: 1000,
             })
             .await?;

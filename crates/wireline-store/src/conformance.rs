@@ -208,6 +208,8 @@ pub async fn query_filters_by_type_glob_and_time_range(store: &impl Store) {
         types: types.map(|t| t.parse().unwrap()),
         since: since.map(|m| t0() + m.minutes()),
         until: until.map(|m| t0() + m.minutes()),
+        subject: None,
+        source: None,
         limit: 100,
     };
     let run = |q: EventQuery| async move { ids(&store.query(&q).await.unwrap()) };
@@ -232,6 +234,41 @@ pub async fn query_filters_by_type_glob_and_time_range(store: &impl Store) {
     let mut limited = query(Some("stripe.*"), None, None);
     limited.limit = 2;
     assert_eq!(run(limited).await, ["a", "b"]);
+}
+
+pub async fn query_filters_by_subject_and_source(store: &impl Store) {
+    for (id, subject, source) in [
+        ("a", Some("cus_1"), "wireline://hooks/stripe"),
+        ("b", Some("cus_2"), "wireline://hooks/stripe"),
+        ("c", Some("cus_1"), "wireline://poll/stripe"),
+        ("d", None, "wireline://hooks/stripe"),
+    ] {
+        let mut event = event(id, "stripe.charge.succeeded", 0);
+        event.subject = subject.map(str::to_owned);
+        event.source = source.to_owned();
+        store.append(id, &event).await.unwrap();
+    }
+    let query = |subject: Option<&str>, source: Option<&str>| EventQuery {
+        subject: subject.map(str::to_owned),
+        source: source.map(str::to_owned),
+        ..EventQuery::after(Offset::START, 100)
+    };
+    let run = |q: EventQuery| async move { ids(&store.query(&q).await.unwrap()) };
+    assert_eq!(
+        run(query(Some("cus_1"), None)).await,
+        ["a", "c"],
+        "a subject's timeline"
+    );
+    assert_eq!(
+        run(query(Some("cus_1"), Some("wireline://hooks/stripe"))).await,
+        ["a"]
+    );
+    assert_eq!(
+        run(query(None, Some("wireline://hooks/stripe"))).await,
+        ["a", "b", "d"]
+    );
+    let stored = store.query(&query(Some("cus_2"), None)).await.unwrap();
+    assert_eq!(stored[0].event().unwrap().subject.as_deref(), Some("cus_2"));
 }
 
 pub async fn subscriber_offsets_commit_and_load(store: &impl Store) {
@@ -425,6 +462,7 @@ macro_rules! store_conformance {
             serialized_events_are_stored_byte_for_byte,
             stored_event_round_trips,
             query_filters_by_type_glob_and_time_range,
+            query_filters_by_subject_and_source,
             subscriber_offsets_commit_and_load,
             idempotency_claims_follow_stripe_semantics,
             cursors_save_and_load,

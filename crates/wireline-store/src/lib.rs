@@ -67,6 +67,11 @@ pub struct EventQuery {
     pub since: Option<Timestamp>,
     /// Only events with `time < until`.
     pub until: Option<Timestamp>,
+    /// Only events about this subject (the CloudEvents `subject`): a customer's or an
+    /// order's timeline.
+    pub subject: Option<String>,
+    /// Only events from this source.
+    pub source: Option<String>,
     /// At most this many events.
     pub limit: usize,
 }
@@ -79,6 +84,8 @@ impl EventQuery {
             types: None,
             since: None,
             until: None,
+            subject: None,
+            source: None,
             limit,
         }
     }

@@ -273,6 +273,7 @@ impl EventLog for SqliteStore {
         let types = query.types.as_ref().map(|glob| glob.as_str().to_owned());
         let since = query.since.map(micros);
         let until = query.until.map(micros);
+        let (subject, source) = (query.subject.clone(), query.source.clone());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(
@@ -281,9 +282,12 @@ impl EventLog for SqliteStore {
                    AND (?2 IS NULL OR type GLOB ?2)
                    AND (?3 IS NULL OR time_us >= ?3)
                    AND (?4 IS NULL OR time_us < ?4)
+                   AND (?6 IS NULL OR subject = ?6)
+                   AND (?7 IS NULL OR source = ?7)
                  ORDER BY seq LIMIT ?5",
             )?;
-            let mut rows = statement.query(params![after, types, since, until, limit])?;
+            let mut rows =
+                statement.query(params![after, types, since, until, limit, subject, source])?;
             let mut events = Vec::new();
             while let Some(row) = rows.next()? {
                 events.push(StoredEvent {

@@ -189,3 +189,57 @@ pub async fn commit(
         })?;
     Ok(Json(json!({ "consumer": name, "offset": offset })).into_response())
 }
+
+/// `GET /v1/subjects/{subject}/events[?after=N&limit=N]`: one subject's timeline (events
+/// whose CloudEvents `subject` is it), as far as the agent's subscriptions allow.
+pub async fn subject_events(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let agent = agent_with(&state, &headers, "events:read")?;
+    let patterns = state.readers.get(&agent).cloned().ok_or_else(|| {
+        ApiError(Problem::new(
+            ProblemKind::Forbidden,
+            format!("agent {agent} has no [[subscriptions]], so it may read no events; add one with the event types it needs"),
+        ))
+    })?;
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad(format!("{name} must be a whole number")))
+            })
+            .transpose()
+    };
+    let after = Offset(number("after")?.unwrap_or(0));
+    let limit = usize::try_from(number("limit")?.unwrap_or(100).clamp(1, 1000)).unwrap_or(100);
+    let stored = state
+        .store
+        .query(&wireline_store::EventQuery {
+            subject: Some(subject.clone()),
+            ..wireline_store::EventQuery::after(after, limit)
+        })
+        .await
+        .map_err(|error| {
+            ApiError(
+                Problem::new(
+                    ProblemKind::StoreUnavailable,
+                    format!("the log cannot be read ({error}); retry shortly"),
+                )
+                .with_retry_after(1),
+            )
+        })?;
+    let next_after = stored.last().map_or(after, |e| e.offset);
+    let events: Vec<Value> = stored
+        .into_iter()
+        .filter(|e| patterns.matches(&e.ty))
+        .map(|e| json!({"offset": e.offset, "event": serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null)}))
+        .collect();
+    Ok(
+        Json(json!({ "subject": subject, "events": events, "next_after": next_after }))
+            .into_response(),
+    )
+}

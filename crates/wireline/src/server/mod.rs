@@ -262,6 +262,7 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .route("/hooks/{service}", post(hooks::ingest))
         .route("/v1/events", get(hooks::pull).post(events::produce))
         .route("/v1/consumers/{name}", get(events::consumer))
+        .route("/v1/subjects/{subject}/events", get(events::subject_events))
         .route("/v1/consumers/{name}/commit", post(events::commit))
         .route("/v1/events/stream", get(hooks::stream))
         .route("/v1/deliveries/dead", get(hooks::dead_letters))

@@ -129,6 +129,27 @@ events = ["order.*"]
         .await
         .expect("json");
     assert_eq!(ids(page), ["o-2"], "continues where it stopped");
+    // The subject's timeline: both orders are about ord_1.
+    let timeline: serde_json::Value = http
+        .get(server.url("/v1/subjects/ord_1/events"))
+        .bearer_auth("fulfil-token-2")
+        .send()
+        .await
+        .expect("timeline")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(timeline), ["o-1", "o-2"]);
+    let nobody: serde_json::Value = http
+        .get(server.url("/v1/subjects/ord_404/events"))
+        .bearer_auth("fulfil-token-2")
+        .send()
+        .await
+        .expect("timeline")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(nobody), Vec::<String>::new());
     let state: serde_json::Value = http
         .get(server.url("/v1/consumers/picker"))
         .bearer_auth("fulfil-token-2")
