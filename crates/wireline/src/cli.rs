@@ -75,6 +75,11 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// The event log: list events with filters, or follow new ones.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Push deliveries that were given up (dead letters): list them, or send them again.
     Deliveries {
         #[command(subcommand)]
@@ -155,5 +160,54 @@ pub enum ReconcileAction {
         /// The reports as JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Filters shared by `wireline events list` and `tail`.
+#[derive(Debug, clap::Args)]
+pub struct EventFilter {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only these types (a glob such as `stripe.payment_intent.*`).
+    #[arg(long = "type", value_name = "GLOB")]
+    pub types: Option<String>,
+    /// Only events from this source (e.g. `wireline://hooks/stripe`).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only events about this subject (a customer id, an order id).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only events with time at or after this (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events with time before this (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// One CloudEvent (with its offset) per line as JSON instead of a readable line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wireline events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Events in log order that match the filters.
+    List {
+        #[command(flatten)]
+        filter: EventFilter,
+        /// Only events after this offset.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// The last events that match, then every new one as it is appended (Ctrl-C to stop).
+    Tail {
+        #[command(flatten)]
+        filter: EventFilter,
+        /// How many existing events to show first.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        lines: usize,
     },
 }

@@ -3,6 +3,7 @@
 mod call;
 mod check;
 mod deliveries;
+mod events;
 mod init;
 mod reconcile;
 mod run;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Deliveries { action } => deliveries::run(action),
+        Command::Events { action } => events::run(action),
         Command::Reconcile { action } => reconcile::run(action),
         Command::Call {
             config,

@@ -116,6 +116,70 @@ events = ["order.*"]
         .await
         .expect("commit");
     assert_eq!(beyond.status(), 400);
+    // The CLI reads the same log while the server runs.
+    let cli = |args: &[&str]| {
+        crate::wireline()
+            .args(["events"])
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .envs(envs)
+            .output()
+            .expect("runs")
+    };
+    let listed = cli(&["list", "--subject", "ord_1"]);
+    assert!(listed.status.success(), "{}", crate::text(&listed.stderr));
+    let lines = crate::text(&listed.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines.contains("order.placed") && lines.contains("o-2"),
+        "{lines}"
+    );
+    let json = cli(&[
+        "list",
+        "--json",
+        "--type",
+        "order.*",
+        "--source",
+        "shop/orders",
+    ]);
+    let parsed: Vec<serde_json::Value> = crate::text(&json.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0]["event"]["id"], "o-1");
+    let bad = cli(&["list", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        crate::text(&bad.stderr).contains("RFC 3339"),
+        "{}",
+        crate::text(&bad.stderr)
+    );
+    // tail: the last match, then a new one as it is appended.
+    let mut tail = crate::wireline()
+        .args(["events", "tail", "-n", "1", "--json", "-c"])
+        .arg(&config)
+        .envs(envs)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tail");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(tail.stdout.take().expect("stdout")));
+    let (line, mut lines) = tokio::task::spawn_blocking(move || {
+        let line = lines.next().expect("a line").expect("read");
+        (line, lines)
+    })
+    .await
+    .expect("joined");
+    assert!(line.contains("\"o-2\""), "{line}");
+    produce("shop-token-1", event("o-3")).await.expect("append");
+    let next = tokio::task::spawn_blocking(move || lines.next().expect("a line").expect("read"))
+        .await
+        .expect("joined");
+    assert!(next.contains("\"o-3\""), "{next}");
+    let _ = tail.kill();
+    let _ = tail.wait();
     let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("joined");
@@ -128,7 +192,7 @@ events = ["order.*"]
         .json()
         .await
         .expect("json");
-    assert_eq!(ids(page), ["o-2"], "continues where it stopped");
+    assert_eq!(ids(page), ["o-2", "o-3"], "continues where it stopped");
     // The subject's timeline: both orders are about ord_1.
     let timeline: serde_json::Value = http
         .get(server.url("/v1/subjects/ord_1/events"))
@@ -139,7 +203,7 @@ events = ["order.*"]
         .json()
         .await
         .expect("json");
-    assert_eq!(ids(timeline), ["o-1", "o-2"]);
+    assert_eq!(ids(timeline), ["o-1", "o-2", "o-3"]);
     let nobody: serde_json::Value = http
         .get(server.url("/v1/subjects/ord_404/events"))
         .bearer_auth("fulfil-token-2")
