@@ -38,6 +38,8 @@ const PENDING: &str = "deliveries.pending";
 const DEAD: &str = "deliveries.dead";
 /// Namespace of dead letters queued to be sent again.
 const REDRIVE: &str = "deliveries.redrive";
+/// Namespace of replays asked for, keyed by subscription: the offset to continue after.
+const REPLAY: &str = "deliveries.replay";
 /// Events read per page.
 const PAGE: usize = 256;
 /// How often a waiting task looks at the log even without a wake-up (events appended by
@@ -275,6 +277,31 @@ pub async fn redrive(
     Ok(queued)
 }
 
+/// Asks the running subscription `subscription` to deliver again every event after `after`
+/// (in log order, with their original ids, so receivers dedupe what they already have). The
+/// subscription's task picks it up at its next page.
+pub async fn replay(
+    store: &dyn Store,
+    subscription: &str,
+    after: Offset,
+) -> Result<(), StoreError> {
+    let value = serde_json::to_vec(&after).unwrap_or_default();
+    store.put(REPLAY, subscription, &value, None).await
+}
+
+/// True while a replay asked for with [`replay`] has not been picked up yet.
+pub async fn replay_pending(store: &dyn Store, subscription: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .get(REPLAY, subscription, Timestamp::now())
+        .await?
+        .is_some())
+}
+
+/// Where subscription `subscription` has delivered up to (its committed offset).
+pub async fn position(store: &dyn Store, subscription: &str) -> Result<Option<Offset>, StoreError> {
+    store.load_offset(&offset_name(subscription)).await
+}
+
 fn letter_key(subscription: &str, offset: Offset) -> String {
     format!("{subscription}/{:020}", offset.0)
 }
@@ -313,6 +340,14 @@ impl Worker {
     async fn walk(&mut self, mut cursor: Offset) -> Result<(), StoreError> {
         while !self.stopping() {
             self.redrives().await?;
+            if let Some(from) = self.take_replay().await? {
+                info!(subscription = %self.name, after = %from, "replaying from an earlier offset");
+                self.flush_offset().await?;
+                cursor = from;
+                self.store
+                    .commit_offset(&offset_name(&self.name), cursor)
+                    .await?;
+            }
             let events = self.store.read(cursor, PAGE).await?;
             if events.is_empty() {
                 self.idle().await;
@@ -333,6 +368,15 @@ impl Worker {
             self.flush_offset().await?;
         }
         self.flush_offset().await
+    }
+
+    /// A replay asked for with [`replay`], if any (taken: it runs once).
+    async fn take_replay(&self) -> Result<Option<Offset>, StoreError> {
+        let Some(bytes) = self.store.get(REPLAY, &self.name, Timestamp::now()).await? else {
+            return Ok(None);
+        };
+        self.store.delete(REPLAY, &self.name).await?;
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     /// Commits the position reached, if it moved.

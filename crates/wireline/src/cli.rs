@@ -202,6 +202,22 @@ pub enum EventsAction {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Deliver past events again, from a time on, to a push subscription (by its name) or a
+    /// pull consumer (`consumer:AGENT:NAME`): same ids, log order. Shows progress and a
+    /// summary for a subscription served by a running server.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// From this time on (RFC 3339), by event time.
+        #[arg(long)]
+        from: String,
+        /// The subscription's name (AGENT-N or its `name`), or `consumer:AGENT:NAME`.
+        #[arg(long)]
+        to: String,
+        /// Do not wait for a running server to deliver them.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The last events that match, then every new one as it is appended (Ctrl-C to stop).
     Tail {
         #[command(flatten)]

@@ -26,6 +26,12 @@ pub fn run(action: EventsAction) -> anyhow::Result<()> {
                 limit,
             } => list(&filter, Offset(after), limit).await,
             EventsAction::Tail { filter, lines } => tail(&filter, lines).await,
+            EventsAction::Replay {
+                config,
+                from,
+                to,
+                no_wait,
+            } => replay(&config.config, &from, &to, no_wait).await,
         }
     })
 }
@@ -133,5 +139,119 @@ async fn tail(filter: &EventFilter, lines: usize) -> anyhow::Result<()> {
         }
     }
     store.close().await?;
+    Ok(())
+}
+
+async fn replay(path: &std::path::Path, from: &str, to: &str, no_wait: bool) -> anyhow::Result<()> {
+    let loaded = super::load_config(path)?;
+    let from = time("from", Some(from))?.context("--from")?;
+    let store = SqliteStore::open(&loaded.storage_path())?;
+    let result = replay_in(&loaded, &store, from, to, no_wait).await;
+    store.close().await?;
+    result
+}
+
+async fn replay_in(
+    loaded: &wireline_config::Loaded,
+    store: &SqliteStore,
+    from: Timestamp,
+    to: &str,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    // The first event at or after `from`; replay continues after the offset before it.
+    let first = store
+        .query(&EventQuery {
+            since: Some(from),
+            ..EventQuery::after(Offset::START, 1)
+        })
+        .await?;
+    let Some(first) = first.first() else {
+        println!("no events at or after {from}: nothing to replay");
+        return Ok(());
+    };
+    let after = Offset(first.offset.0 - 1);
+    let head = store.head().await?;
+    let total = head.0 - after.0;
+    if let Some(consumer) = to.strip_prefix("consumer:") {
+        let (agent, name) = consumer
+            .split_once(':')
+            .context("write --to consumer:AGENT:NAME")?;
+        anyhow::ensure!(
+            loaded.config.agents.contains_key(agent),
+            "no agent {agent:?} in the config"
+        );
+        store
+            .commit_offset(&format!("consumer:{agent}:{name}"), after)
+            .await?;
+        println!(
+            "consumer {name} of {agent} now reads from offset {} ({total} events up to the head at {head}); its next GET /v1/events?consumer={name} starts there",
+            first.offset
+        );
+        return Ok(());
+    }
+    let names: Vec<String> = loaded
+        .config
+        .named_subscriptions()
+        .into_iter()
+        .filter(|(_, s)| s.url.is_some())
+        .map(|(name, _)| name)
+        .collect();
+    anyhow::ensure!(
+        names.iter().any(|n| n == to),
+        "no push subscription named {to:?}; the config has: {} (for a pull consumer write consumer:AGENT:NAME)",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    wireline_webhook::delivery::replay(store, to, after).await?;
+    println!(
+        "replay of offsets {} to {head} ({total} events; those matching its types are delivered) queued for {to}",
+        first.offset
+    );
+    if no_wait {
+        return Ok(());
+    }
+    // Progress: the subscription's committed position, as the running server moves it.
+    let started = std::time::Instant::now();
+    let mut last_shown = None;
+    loop {
+        let taken = !wireline_webhook::delivery::replay_pending(store, to).await?;
+        let position = wireline_webhook::delivery::position(store, to)
+            .await?
+            .unwrap_or(Offset::START);
+        let done = if taken {
+            position.0.saturating_sub(after.0).min(total)
+        } else {
+            0
+        };
+        if last_shown != Some(done) {
+            let width = 30usize;
+            let filled = (done as f64 / total.max(1) as f64 * width as f64) as usize;
+            eprint!(
+                "\r[{}{}] {done}/{total}",
+                "#".repeat(filled),
+                ".".repeat(width - filled)
+            );
+            last_shown = Some(done);
+        }
+        if taken && position.0 >= head.0 {
+            break;
+        }
+        if !taken && started.elapsed() > Duration::from_secs(5) {
+            eprintln!();
+            anyhow::bail!(
+                "no running server picked the replay up within 5 s; it stays queued and runs when `wireline run` starts"
+            );
+        }
+        tokio::time::sleep(TAIL_EVERY).await;
+    }
+    eprintln!();
+    println!(
+        "replayed offsets {} to {head} to {to} in {:.1} s (same ids: receivers dedupe what they already had)",
+        first.offset,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

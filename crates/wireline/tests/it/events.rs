@@ -224,5 +224,36 @@ events = ["order.*"]
         .await
         .expect("json");
     assert_eq!(state["offset"], first["offset"]);
+    // Replay to the pull consumer: it reads everything again from the start.
+    let replayed = crate::wireline()
+        .args([
+            "events",
+            "replay",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "consumer:fulfil:picker",
+            "-c",
+        ])
+        .arg(&config)
+        .envs(envs)
+        .output()
+        .expect("runs");
+    assert!(
+        replayed.status.success(),
+        "{}",
+        crate::text(&replayed.stderr)
+    );
+    let page: serde_json::Value = read(&server)
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ids(page),
+        ["o-1", "o-2", "o-3"],
+        "replayed from the first event on"
+    );
     drop(server);
 }

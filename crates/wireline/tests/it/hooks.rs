@@ -235,6 +235,52 @@ for m in messages:
     assert!(received.contains("\"id\":\"evt_2\""), "{received}");
     assert!(!received.contains("\"id\":\"evt_1\""), "{received}");
 
+    // Replay everything to the push subscription: the same event again, with the same id.
+    let config_path = config.clone();
+    let replayed = tokio::task::spawn_blocking(move || {
+        crate::wireline()
+            .args([
+                "events",
+                "replay",
+                "--from",
+                "2000-01-01T00:00:00Z",
+                "--to",
+                "billing-1",
+                "-c",
+            ])
+            .arg(&config_path)
+            .envs([
+                ("BILLING_TOKEN", "billing-token-1"),
+                ("AUDITOR_TOKEN", "auditor-token-2"),
+                ("IDLE_TOKEN", "idle-token-3"),
+                ("STRIPE_WHSEC", STRIPE_WHSEC),
+                ("PUSH_SECRET", PUSH_SECRET),
+            ])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    assert!(replayed.status.success(), "{}", text(&replayed.stderr));
+    assert!(
+        text(&replayed.stdout).contains("replayed offsets"),
+        "{}",
+        text(&replayed.stdout)
+    );
+    let pushed = pushes.0.lock().expect("lock").clone();
+    assert_eq!(pushed.len(), 2, "{pushed:?}");
+    let ids: Vec<String> = pushed
+        .iter()
+        .map(|(headers, _)| {
+            headers
+                .iter()
+                .find(|(k, _)| k == "webhook-id")
+                .expect("id")
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(ids, ["evt_1", "evt_1"], "replayed with its original id");
     let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("joined");
