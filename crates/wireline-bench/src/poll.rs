@@ -192,6 +192,7 @@ async fn reconcile(events: usize, missed_every: usize) -> anyhow::Result<(f64, u
             .spec()
             .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?,
         base_url: url::Url::parse(&service.base_url)?,
+        subjects: wireline_webhook::Subjects::default(),
     };
     let started = Instant::now();
     let outcome = source

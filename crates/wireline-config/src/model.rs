@@ -46,6 +46,21 @@ pub struct Config {
     /// Where alerts for a human go.
     #[serde(default)]
     pub alerts: Alerts,
+    /// How events are indexed.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// `[events]`: indexing of the log.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Where an event's subject (a customer, an order: what `GET /v1/subjects/{subject}/events`
+    /// groups by) is in its data, per type pattern: `{ "stripe.*" = "data.object.customer" }`
+    /// (dotted paths into `data`). An event that carries a CloudEvents `subject` keeps it; the
+    /// first matching pattern wins.
+    #[serde(default)]
+    pub subjects: BTreeMap<String, String>,
 }
 
 /// `[server]`: the one listener for hooks, proxy, agent API, health and metrics.

@@ -22,6 +22,18 @@ pub(crate) fn config(config: &Config) -> Found {
     scopes(config, &mut found);
     references(config, &mut found);
     subscriptions(config, &mut found);
+    for (pattern, path) in &config.events.subjects {
+        if let Err(problem) = pattern.parse::<wireline_core::TypeGlob>() {
+            error(
+                &mut found,
+                format!("events.subjects.{pattern}"),
+                format!("{problem}; write a type or a glob such as stripe.*"),
+            );
+        }
+        if path.trim().is_empty() {
+            error(&mut found, format!("events.subjects.{pattern}"), "the path is empty; write where the subject is in data, e.g. \"data.object.customer\"".to_owned());
+        }
+    }
     triggers(config, &mut found);
     found
 }

@@ -57,6 +57,7 @@ impl Pollers {
                     name: entry.cloned(),
                     spec: entry.map_or_else(|| spec.clone(), |entry| spec.for_source(entry)),
                     base_url: base_url.clone(),
+                    subjects: wireline_webhook::Subjects::new(config),
                 };
                 tasks.push(tokio::spawn(run(
                     source,

@@ -95,6 +95,8 @@ pub struct Source {
     pub spec: PollSpec,
     /// The service's `base_url` (next-page URLs must stay below it).
     pub base_url: url::Url,
+    /// Where subjects are in items (`[events] subjects`).
+    pub subjects: wireline_webhook::Subjects,
 }
 
 impl Source {
@@ -427,6 +429,7 @@ impl Source {
             item.clone(),
         );
         event.datacontenttype = Some("application/json".to_owned());
+        event.subject = self.subjects.subject(&event.ty, Some(item));
         store
             .append(&wireline_webhook::dedupe_id(&self.service, id), &event)
             .await

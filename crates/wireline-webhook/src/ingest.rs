@@ -89,6 +89,7 @@ pub enum Received {
 /// The receiving side of every configured webhook.
 pub struct Ingest {
     hooks: BTreeMap<String, Hook>,
+    subjects: crate::Subjects,
     store: Arc<dyn Store>,
     head: Option<Arc<Head>>,
 }
@@ -130,6 +131,7 @@ impl Ingest {
         }
         Ok(Self {
             hooks,
+            subjects: crate::Subjects::new(config),
             store,
             head: None,
         })
@@ -208,10 +210,12 @@ impl Ingest {
         let id =
             provider_id.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
         let event_type = format!("{service}.{provider_type}");
+        let subject = self.subjects.subject(&event_type, json.as_ref());
         let (event, serialized) = normalise(
             service,
             &id,
             &event_type,
+            subject,
             headers,
             &body,
             json.is_some(),
@@ -291,10 +295,12 @@ fn refused(service: &str, refusal: &Refusal) -> Problem {
 /// envelope, never re-serialized), so the stored event keeps exactly what was signed and a
 /// signature can be re-checked from it later. Any other body becomes `data` as a string
 /// (UTF-8), with the exact bytes also in the `wlrawbody64` extension when they are not UTF-8.
+#[allow(clippy::too_many_arguments)] // the parts of one event, each used once
 fn normalise(
     service: &str,
     id: &str,
     event_type: &str,
+    subject: Option<String>,
     headers: &HeaderMap,
     body: &[u8],
     is_json: bool,
@@ -308,6 +314,7 @@ fn normalise(
         now,
         Value::Null,
     );
+    event.subject = subject;
     event.datacontenttype = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -16,3 +16,41 @@ pub use ingest::{Ingest, Received};
 pub fn dedupe_id(service: &str, id: &str) -> String {
     format!("event:{service}:{id}")
 }
+
+/// Where subjects are in events' data (`[events] subjects`), by type pattern.
+#[derive(Debug, Clone, Default)]
+pub struct Subjects(Vec<(wireline_core::TypeGlob, String)>);
+
+impl Subjects {
+    /// From a valid config (patterns that do not parse are skipped; `check` refuses them).
+    pub fn new(config: &wireline_config::model::Config) -> Self {
+        Self(
+            config
+                .events
+                .subjects
+                .iter()
+                .filter_map(|(pattern, path)| Some((pattern.parse().ok()?, path.clone())))
+                .collect(),
+        )
+    }
+
+    /// The subject of an event of type `event_type` with `data`, if a pattern covers it and
+    /// its path holds a string or a number.
+    pub fn subject(&self, event_type: &str, data: Option<&serde_json::Value>) -> Option<String> {
+        let (_, path) = self.0.iter().find(|(glob, _)| glob.matches(event_type))?;
+        let value = path
+            .split('.')
+            .try_fold(data?, |value, segment| match value {
+                serde_json::Value::Object(map) => map.get(segment),
+                serde_json::Value::Array(items) => {
+                    segment.parse::<usize>().ok().and_then(|i| items.get(i))
+                }
+                _ => None,
+            })?;
+        match value {
+            serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+}

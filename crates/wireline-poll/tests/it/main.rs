@@ -132,6 +132,7 @@ impl World {
             name: None,
             spec: service.poll.as_ref().expect("poll").spec().expect("spec"),
             base_url: url::Url::parse(&service.base_url).expect("url"),
+            subjects: wireline_webhook::Subjects::new(&self.loaded.config),
         }
     }
 

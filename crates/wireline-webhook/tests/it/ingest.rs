@@ -300,3 +300,30 @@ async fn nothing_is_acknowledged_when_the_store_cannot_take_it() {
     );
     assert!(problem.retry_after.is_some());
 }
+
+#[tokio::test]
+async fn subjects_come_from_the_configured_path() {
+    let w = world(&format!(
+        "[events.subjects]\n\"stripe.invoice.*\" = \"data.object.customer\"\n{}",
+        service("stripe", "stripe")
+    ));
+    let body = br#"{"id":"evt_s","type":"invoice.paid","data":{"object":{"customer":"cus_42"}}}"#;
+    w.ingest
+        .receive(
+            "stripe",
+            &signed("stripe", SECRET, body, super::NOW),
+            Bytes::from_static(body),
+            at(super::NOW),
+        )
+        .await
+        .expect("stored");
+    let timeline = w
+        .store
+        .query(&wireline_store::EventQuery {
+            subject: Some("cus_42".into()),
+            ..wireline_store::EventQuery::after(Offset::START, 10)
+        })
+        .await
+        .expect("query");
+    assert_eq!(timeline.len(), 1, "the customer's timeline has the invoice");
+}

@@ -76,7 +76,10 @@ pub async fn produce(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     agent_with(&state, &headers, "events:write")?;
-    let event = validate(&body)?;
+    let mut event = validate(&body)?;
+    if event.subject.is_none() {
+        event.subject = state.subjects.subject(&event.ty, event.data.as_ref());
+    }
     let dedupe = format!("ce:{}:{}", event.source, event.id);
     let appended = state.store.append(&dedupe, &event).await.map_err(|error| {
         ApiError(

@@ -53,6 +53,8 @@ pub struct AppState {
     owners: Arc<BTreeMap<String, String>>,
     /// Services with a webhook and a reconciling poll (the hybrid pattern).
     reconciled: Arc<Vec<String>>,
+    /// Where subjects are in produced events' data.
+    subjects: Arc<wireline_webhook::Subjects>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -129,6 +131,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
                 .map(|(agent, globs)| (agent, Patterns::new(globs)))
                 .collect(),
         ),
+        subjects: Arc::new(wireline_webhook::Subjects::new(&loaded.config)),
         reconciled: Arc::new(
             loaded
                 .config

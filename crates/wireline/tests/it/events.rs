@@ -17,6 +17,8 @@ scopes = ["events:read"]
 [[subscriptions]]
 agent = "fulfil"
 events = ["order.*"]
+[events.subjects]
+"order.*" = "order.id"
 "#,
     );
     let envs = [
@@ -186,6 +188,13 @@ events = ["order.*"]
     assert_eq!(code, Some(0), "{log}");
 
     let server = Server::start(&config, &envs);
+    let produce_on = |server: &Server, body: String| {
+        let request = http
+            .post(server.url("/v1/events"))
+            .bearer_auth("shop-token-1")
+            .body(body);
+        async move { request.send().await.expect("append") }
+    };
     let page: serde_json::Value = read(&server)
         .await
         .expect("pull")
@@ -193,6 +202,19 @@ events = ["order.*"]
         .await
         .expect("json");
     assert_eq!(ids(page), ["o-2", "o-3"], "continues where it stopped");
+    // A produced event without a subject gets one from [events.subjects].
+    let shipped = serde_json::json!({"specversion": "1.0", "id": "s-1", "source": "shop/ship", "type": "order.shipped", "data": {"order": {"id": "ord_7"}}}).to_string();
+    assert_eq!(produce_on(&server, shipped).await.status(), 201);
+    let timeline: serde_json::Value = http
+        .get(server.url("/v1/subjects/ord_7/events"))
+        .bearer_auth("fulfil-token-2")
+        .send()
+        .await
+        .expect("timeline")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(timeline), ["s-1"]);
     // The subject's timeline: both orders are about ord_1.
     let timeline: serde_json::Value = http
         .get(server.url("/v1/subjects/ord_1/events"))
@@ -252,7 +274,7 @@ events = ["order.*"]
         .expect("json");
     assert_eq!(
         ids(page),
-        ["o-1", "o-2", "o-3"],
+        ["o-1", "o-2", "o-3", "s-1"],
         "replayed from the first event on"
     );
     drop(server);
