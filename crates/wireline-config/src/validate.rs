@@ -192,12 +192,15 @@ fn scopes(config: &Config, found: &mut Found) {
                 continue;
             };
             if target == "events" {
-                if !matches!(action, "read" | "write") {
+                let prefixed = action
+                    .strip_prefix("write:")
+                    .is_some_and(|prefix| !prefix.trim().is_empty());
+                if !matches!(action, "read" | "write") && !prefixed {
                     error(
                         found,
                         path,
                         format!(
-                            "scope \"{scope}\": events scopes are events:read and events:write"
+                            "scope \"{scope}\": events scopes are events:read, events:write and events:write:TYPE_PREFIX (e.g. events:write:order.)"
                         ),
                     );
                 }

@@ -87,6 +87,26 @@ impl Agents {
         found.map(Caller::Agent)
     }
 
+    /// Whether `caller` may append events of type `event_type`: `events:write`, or
+    /// `events:write:PREFIX` with a prefix of the type.
+    pub fn may_produce(&self, caller: &Caller, event_type: &str) -> bool {
+        match caller {
+            Caller::Operator | Caller::Poller => true,
+            Caller::Agent(name) => self
+                .entries
+                .iter()
+                .find(|entry| &entry.name == name)
+                .is_some_and(|entry| {
+                    entry.scopes.iter().any(|scope| {
+                        scope == "events:write"
+                            || scope
+                                .strip_prefix("events:write:")
+                                .is_some_and(|prefix| event_type.starts_with(prefix))
+                    })
+                }),
+        }
+    }
+
     /// Whether `caller` holds one of `scopes`.
     pub fn allows(&self, caller: &Caller, scopes: &[String]) -> bool {
         match caller {

@@ -224,6 +224,12 @@ impl Direct {
         self.agents.allows(caller, &[scope.to_owned()])
     }
 
+    /// Whether `caller` may append events of `event_type` (`events:write`, or
+    /// `events:write:PREFIX` covering the type).
+    pub fn may_produce(&self, caller: &Caller, event_type: &str) -> bool {
+        self.agents.may_produce(caller, event_type)
+    }
+
     /// The agent whose bearer token is in `authorization`; 401 otherwise.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Problem> {
         self.agents.authenticate(authorization).ok_or_else(|| {

@@ -75,8 +75,21 @@ pub async fn produce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    agent_with(&state, &headers, "events:write")?;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
     let mut event = validate(&body)?;
+    if !state.direct.may_produce(&caller, &event.ty) {
+        return Err(ApiError(Problem::new(
+            ProblemKind::Forbidden,
+            format!(
+                "agent {} may not append events of type {}; give it events:write, or events:write:PREFIX with a prefix of the type",
+                caller.name(),
+                event.ty
+            ),
+        )));
+    }
     if event.subject.is_none() {
         event.subject = state.subjects.subject(&event.ty, event.data.as_ref());
     }

@@ -10,7 +10,7 @@ async fn produced_events_are_idempotent_and_consumers_resume_after_a_restart() {
         r#"
 [agents.shop]
 token = "${env:SHOP_TOKEN}"
-scopes = ["events:write"]
+scopes = ["events:write:order."]
 [agents.fulfil]
 token = "${env:FULFIL_TOKEN}"
 scopes = ["events:read"]
@@ -71,6 +71,13 @@ events = ["order.*"]
             .expect("answered")
             .status(),
         403
+    );
+    let other_type = serde_json::json!({"specversion": "1.0", "id": "p-1", "source": "shop/pay", "type": "payment.captured"}).to_string();
+    let refused = produce("shop-token-1", other_type).await.expect("answered");
+    assert_eq!(
+        refused.status(),
+        403,
+        "events:write:order. covers order.* only"
     );
     assert_eq!(
         produce("shop-token-1", "x".repeat(70 * 1024))
