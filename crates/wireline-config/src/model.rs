@@ -127,7 +127,7 @@ pub struct Agent {
     /// The agent's own bearer token to Wireline, as a secret reference.
     pub token: Secret,
     /// What the agent may do: `SERVICE:read` (GET/HEAD), `SERVICE:write` (other methods),
-    /// `SERVICE:OPERATION` (one named operation), `events:read`, `events:write`.
+    /// `SERVICE:OPERATION` (one named operation), `events:read`, `events:write`, `events:write:PREFIX` (only event types starting with PREFIX).
     #[serde(default)]
     pub scopes: Vec<String>,
     /// What the agent is for, for the architecture document.
