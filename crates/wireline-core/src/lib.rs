@@ -14,6 +14,7 @@
 pub mod error;
 pub mod event;
 pub mod glob;
+pub mod json;
 pub mod problem;
 pub mod units;
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wireline_config::model::TimeFormat;
 use wireline_config::poll::{NextPage, PollSpec};
+use wireline_core::json::{at, text as scalar};
 use wireline_core::{Event, Problem, ProblemKind};
 use wireline_direct::{Caller, Direct, ProxyRequest};
 use wireline_store::Store;
@@ -481,27 +482,6 @@ fn items_at(body: &Value, path: &str) -> Option<Vec<Value>> {
     }
     match at(body, path)? {
         Value::Array(items) => Some(items.clone()),
-        _ => None,
-    }
-}
-
-/// A dotted path into JSON (`""` is the value itself; numeric segments index arrays).
-pub fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    if path.is_empty() {
-        return Some(value);
-    }
-    path.split('.')
-        .try_fold(value, |value, segment| match value {
-            Value::Object(map) => map.get(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
-}
-
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) if !text.is_empty() => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
         _ => None,
     }
 }

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wireline_config::model::Config;
+use wireline_core::json::text as scalar;
 use wireline_core::{Event, Offset, Problem, ProblemKind};
 use wireline_store::Store;
 
@@ -47,14 +48,6 @@ impl Field {
             Self::Json(pointer) => json.and_then(|j| j.pointer(pointer)).and_then(scalar),
         }
         .filter(|v| !v.is_empty())
-    }
-}
-
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
     }
 }
 

@@ -38,19 +38,6 @@ impl Subjects {
     /// its path holds a string or a number.
     pub fn subject(&self, event_type: &str, data: Option<&serde_json::Value>) -> Option<String> {
         let (_, path) = self.0.iter().find(|(glob, _)| glob.matches(event_type))?;
-        let value = path
-            .split('.')
-            .try_fold(data?, |value, segment| match value {
-                serde_json::Value::Object(map) => map.get(segment),
-                serde_json::Value::Array(items) => {
-                    segment.parse::<usize>().ok().and_then(|i| items.get(i))
-                }
-                _ => None,
-            })?;
-        match value {
-            serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
-            serde_json::Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        }
+        wireline_core::json::at(data?, path).and_then(wireline_core::json::text)
     }
 }
