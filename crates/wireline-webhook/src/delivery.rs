@@ -461,12 +461,13 @@ impl Worker {
             next_at: Timestamp::now() + self.delay(0),
             last_error: String::new(),
         });
+        let event_id = event_id(stored);
         let schedule_len = u32::try_from(self.subscription.schedule.len()).unwrap_or(u32::MAX);
         loop {
             if !self.wait_until(pending.next_at).await {
                 return Ok(false);
             }
-            let attempt = self.attempt(stored).await;
+            let attempt = self.attempt(stored, &event_id).await;
             pending.attempts += 1;
             let outcome = match attempt {
                 Attempt::Delivered => {
@@ -486,7 +487,8 @@ impl Worker {
             let (error, wait_at_least) = match outcome {
                 Ok(failed) if pending.attempts < schedule_len => failed,
                 Ok((error, _)) | Err(error) => {
-                    self.dead_letter(stored, pending.attempts, error).await?;
+                    self.dead_letter(stored, &event_id, pending.attempts, error)
+                        .await?;
                     if stored_state {
                         self.store.delete(PENDING, &state_key).await?;
                     }
@@ -543,10 +545,8 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, stored: &StoredEvent) -> Attempt {
-        let event_id = serde_json::from_str::<Event>(&stored.body)
-            .map(|e| e.id)
-            .unwrap_or_else(|_| format!("offset-{}", stored.offset));
+    async fn attempt(&self, stored: &StoredEvent, event_id: &str) -> Attempt {
+        let event_id = event_id.to_owned();
         let timestamp = Timestamp::now().as_second();
         let body = Bytes::from(stored.body.clone());
         let mut headers = http::HeaderMap::new();
@@ -609,12 +609,11 @@ impl Worker {
     async fn dead_letter(
         &self,
         stored: &StoredEvent,
+        event_id: &str,
         attempts: u32,
         last_error: String,
     ) -> Result<(), StoreError> {
-        let event_id = serde_json::from_str::<Event>(&stored.body)
-            .map(|e| e.id)
-            .unwrap_or_default();
+        let event_id = event_id.to_owned();
         let letter = DeadLetter {
             subscription: self.name.clone(),
             offset: stored.offset,
@@ -673,6 +672,18 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// The event's id (the `webhook-id` of every attempt), read once per delivery: only the
+/// `id` field is taken out of the stored JSON.
+fn event_id(stored: &StoredEvent) -> String {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(&stored.body)
+        .map(|e| e.id)
+        .unwrap_or_else(|_| format!("offset-{}", stored.offset))
 }
 
 fn describe(failure: &Failure) -> String {

@@ -19,6 +19,17 @@ fn relay(reply: Reply) -> Response {
     response
 }
 
+/// The caller whose bearer token is in `headers` (401 without a valid one).
+pub(super) fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<wireline_direct::Caller, ApiError> {
+    state
+        .direct
+        .authenticate(authorization(headers))
+        .map_err(ApiError)
+}
+
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
@@ -33,10 +44,7 @@ pub async fn proxy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = state
-        .direct
-        .authenticate(authorization(&headers))
-        .map_err(ApiError)?;
+    let caller = caller(&state, &headers)?;
     // The path is taken from the raw URI: the router's extractors would percent-decode it,
     // and the target checks must see what the agent sent.
     let rest = uri.path().strip_prefix("/proxy/").unwrap_or_default();
@@ -67,10 +75,7 @@ pub async fn operation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = state
-        .direct
-        .authenticate(authorization(&headers))
-        .map_err(ApiError)?;
+    let caller = caller(&state, &headers)?;
     let params = if body.is_empty() {
         serde_json::Value::Null
     } else {

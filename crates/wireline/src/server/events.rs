@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use wireline_core::event::SPEC_VERSION;
 use wireline_core::{Event, Offset, Problem, ProblemKind};
 
+use super::problem::store_unavailable;
 use super::{ApiError, AppState};
 
 fn bad(detail: String) -> ApiError {
@@ -24,10 +25,7 @@ pub(super) fn agent_with(
     headers: &HeaderMap,
     scope: &str,
 ) -> Result<String, ApiError> {
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
+    let caller = super::direct::caller(state, headers)?;
     if !state.direct.has_scope(&caller, scope) {
         return Err(ApiError(Problem::new(
             ProblemKind::Forbidden,
@@ -75,10 +73,7 @@ pub async fn produce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = state.direct.authenticate(authorization).map_err(ApiError)?;
+    let caller = super::direct::caller(&state, &headers)?;
     let mut event = validate(&body)?;
     if !state.direct.may_produce(&caller, &event.ty) {
         return Err(ApiError(Problem::new(
@@ -95,13 +90,7 @@ pub async fn produce(
     }
     let dedupe = format!("ce:{}:{}", event.source, event.id);
     let appended = state.store.append(&dedupe, &event).await.map_err(|error| {
-        ApiError(
-            Problem::new(
-                ProblemKind::StoreUnavailable,
-                format!("the event was not stored ({error}); retry with the same id"),
-            )
-            .with_retry_after(1),
-        )
+        store_unavailable("the event was not stored", error, "retry with the same id")
     })?;
     if !appended.duplicate {
         state.head.bump(appended.offset);
@@ -143,15 +132,7 @@ pub(super) async fn committed(
         .load_offset(&consumer_key(agent, name)?)
         .await
         .map(|offset| offset.unwrap_or(Offset::START))
-        .map_err(|error| {
-            ApiError(
-                Problem::new(
-                    ProblemKind::StoreUnavailable,
-                    format!("the offset cannot be read ({error}); retry shortly"),
-                )
-                .with_retry_after(1),
-            )
-        })
+        .map_err(|error| store_unavailable("the offset cannot be read", error, "retry shortly"))
 }
 
 /// `GET /v1/consumers/{name}`.
@@ -181,9 +162,7 @@ pub async fn commit(
             bad("send {\"offset\": N}, the last offset this consumer has processed".to_owned())
         })?;
     let head = state.store.head().await.map_err(|error| {
-        ApiError(
-            Problem::new(ProblemKind::StoreUnavailable, format!("{error}")).with_retry_after(1),
-        )
+        store_unavailable("the log's head cannot be read", error, "retry shortly")
     })?;
     if offset > head.0 {
         return Err(bad(format!(
@@ -194,15 +173,7 @@ pub async fn commit(
         .store
         .commit_offset(&key, Offset(offset))
         .await
-        .map_err(|error| {
-            ApiError(
-                Problem::new(
-                    ProblemKind::StoreUnavailable,
-                    format!("the offset was not committed ({error}); retry"),
-                )
-                .with_retry_after(1),
-            )
-        })?;
+        .map_err(|error| store_unavailable("the offset was not committed", error, "retry"))?;
     Ok(Json(json!({ "consumer": name, "offset": offset })).into_response())
 }
 
@@ -239,15 +210,7 @@ pub async fn subject_events(
             ..wireline_store::EventQuery::after(after, limit)
         })
         .await
-        .map_err(|error| {
-            ApiError(
-                Problem::new(
-                    ProblemKind::StoreUnavailable,
-                    format!("the log cannot be read ({error}); retry shortly"),
-                )
-                .with_retry_after(1),
-            )
-        })?;
+        .map_err(|error| store_unavailable("the log cannot be read", error, "retry shortly"))?;
     let next_after = stored.last().map_or(after, |e| e.offset);
     let events: Vec<Value> = stored
         .into_iter()

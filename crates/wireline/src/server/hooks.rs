@@ -20,6 +20,7 @@ use wireline_direct::Caller;
 use wireline_webhook::Received;
 use wireline_webhook::delivery::Patterns;
 
+use super::problem::store_unavailable;
 use super::{ApiError, AppState};
 
 /// `POST /hooks/{service}`: 200 only once the event is durable (or was already stored).
@@ -71,10 +72,7 @@ pub struct PullQuery {
 
 /// The calling agent's name (401 without a valid token).
 fn agent(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.direct.authenticate(authorization).map_err(ApiError)? {
+    match super::direct::caller(state, headers)? {
         Caller::Agent(agent) => Ok(agent),
         Caller::Operator | Caller::Poller => Err(ApiError(Problem::new(
             ProblemKind::Forbidden,
@@ -123,15 +121,10 @@ async fn page(
     let mut cursor = after;
     let mut scanned = 0;
     while found.len() < limit && scanned < scan {
-        let events = state.store.read(cursor, 500).await.map_err(|error| {
-            ApiError(
-                Problem::new(
-                    ProblemKind::StoreUnavailable,
-                    format!("the log cannot be read ({error}); retry shortly"),
-                )
-                .with_retry_after(1),
-            )
-        })?;
+        let events =
+            state.store.read(cursor, 500).await.map_err(|error| {
+                store_unavailable("the log cannot be read", error, "retry shortly")
+            })?;
         if events.is_empty() {
             break;
         }
@@ -253,13 +246,7 @@ pub async fn stream(
 }
 
 fn store_problem(error: wireline_store::StoreError) -> ApiError {
-    ApiError(
-        Problem::new(
-            ProblemKind::StoreUnavailable,
-            format!("the store cannot be read ({error}); retry shortly"),
-        )
-        .with_retry_after(1),
-    )
+    store_unavailable("the store cannot be read", error, "retry shortly")
 }
 
 /// `GET /v1/deliveries/dead`: the calling agent's dead letters.

@@ -20,6 +20,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The store failed under a request: 503 with `Retry-After: 1`. `what` says what could not
+/// be done, `fix` what the client should do.
+pub fn store_unavailable(what: &str, error: impl std::fmt::Display, fix: &str) -> ApiError {
+    ApiError(
+        Problem::new(
+            ProblemKind::StoreUnavailable,
+            format!("{what} ({error}); {fix}"),
+        )
+        .with_retry_after(1),
+    )
+}
+
 fn problem_response(problem: &Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(problem).unwrap_or_default();
