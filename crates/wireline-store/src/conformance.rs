@@ -437,6 +437,122 @@ pub async fn keyed_state_expires_and_purges(store: &impl Store) {
     assert!(!store.delete("limiter", "stripe").await.unwrap());
 }
 
+pub async fn batches_apply_changes_and_offset_together(store: &impl Store) {
+    use crate::Change;
+    store.put("rule", "gone", b"x", None).await.unwrap();
+    store
+        .write_batch(
+            vec![
+                Change::Put {
+                    namespace: "rule".into(),
+                    key: "a".into(),
+                    value: b"1".to_vec(),
+                    expires: None,
+                },
+                Change::Put {
+                    namespace: "rule".into(),
+                    key: "a".into(),
+                    value: b"2".to_vec(),
+                    expires: None,
+                },
+                Change::Delete {
+                    namespace: "rule".into(),
+                    key: "gone".into(),
+                },
+                Change::Put {
+                    namespace: "rule".into(),
+                    key: "b".into(),
+                    value: b"3".to_vec(),
+                    expires: Some(t0() + 1.hours()),
+                },
+            ],
+            Some(("rule".into(), Offset(7))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list("rule", t0(), 10).await.unwrap(),
+        vec![("a".into(), b"2".to_vec()), ("b".into(), b"3".to_vec())],
+        "later changes in a batch win; deletes apply"
+    );
+    assert_eq!(store.load_offset("rule").await.unwrap(), Some(Offset(7)));
+    assert_eq!(
+        store
+            .list("rule", t0() + 2.hours(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.write_batch(Vec::new(), None).await.unwrap();
+}
+
+pub async fn retention_deletes_or_redacts_old_events(store: &impl Store) {
+    use crate::Expiry;
+    use wireline_core::TypeGlob;
+    let mut card = event("c1", "stripe.charge.succeeded", 0);
+    card.subject = Some("cus_1".into());
+    card.data = Some(serde_json::json!({"card": "4242"}));
+    store.append("c1", &card).await.unwrap();
+    store
+        .append("c2", &event("c2", "stripe.charge.succeeded", 120))
+        .await
+        .unwrap();
+    store
+        .append("l1", &event("l1", "app.log", 0))
+        .await
+        .unwrap();
+    store
+        .append("l2", &event("l2", "app.log", 1))
+        .await
+        .unwrap();
+    let charges: TypeGlob = "stripe.charge.*".parse().unwrap();
+    let logs: TypeGlob = "app.*".parse().unwrap();
+    let cutoff = t0() + 60.minutes();
+    assert_eq!(
+        store
+            .expire(&charges, cutoff, Expiry::DropData, 100)
+            .await
+            .unwrap(),
+        1,
+        "only the charge older than the cutoff"
+    );
+    assert_eq!(
+        store
+            .expire(&charges, cutoff, Expiry::DropData, 100)
+            .await
+            .unwrap(),
+        0,
+        "redacting twice changes nothing"
+    );
+    let first = store.read(Offset::START, 1).await.unwrap().remove(0);
+    let redacted = first.event().unwrap();
+    assert_eq!(redacted.id, "c1");
+    assert_eq!(
+        redacted.subject.as_deref(),
+        Some("cus_1"),
+        "the envelope stays"
+    );
+    assert_eq!(redacted.data, None, "the payload is gone");
+    assert!(!first.body.contains("4242"));
+    assert!(redacted.extensions.contains_key("wlredacted"));
+    assert!(
+        store.append("c1", &card).await.unwrap().duplicate,
+        "the dedupe id outlives the payload"
+    );
+    assert_eq!(
+        store
+            .expire(&logs, t0() + 1.hours(), Expiry::Delete, 100)
+            .await
+            .unwrap(),
+        1,
+        "the newest event of the log is never deleted"
+    );
+    let left: Vec<String> = ids(&store.read(Offset::START, 10).await.unwrap());
+    assert_eq!(left, ["c1", "c2", "l2"]);
+    assert_eq!(store.head().await.unwrap(), Offset(4));
+}
+
 pub async fn close_flushes_and_refuses_writes(store: &impl Store) {
     store
         .append("before", &event("before", "t.a", 0))
@@ -467,6 +583,8 @@ macro_rules! store_conformance {
             idempotency_claims_follow_stripe_semantics,
             cursors_save_and_load,
             keyed_state_expires_and_purges,
+            batches_apply_changes_and_offset_together,
+            retention_deletes_or_redacts_old_events,
             close_flushes_and_refuses_writes,
         );
     };

@@ -91,6 +91,18 @@ impl EventQuery {
     }
 }
 
+/// What retention does to an old event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Removes the event (its offset stays used: readers see a gap).
+    Delete,
+    /// Removes its `data` (the payload) and marks it with the `wlredacted` extension
+    /// attribute (the time of redaction); the envelope (id, type, source, subject, time and
+    /// the other attributes) stays, so the audit trail does. Its dedupe id stays too, so a
+    /// redelivered original is still recognised as a duplicate.
+    DropData,
+}
+
 /// The append-only, ordered, de-duplicated event log.
 #[async_trait]
 pub trait EventLog: Send + Sync {
@@ -121,6 +133,17 @@ pub trait EventLog: Send + Sync {
     /// Events matching `query`, in order.
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Retention: applies `what` to events whose type matches `types` and whose `time` is
+    /// before `before`, at most `limit` of them (oldest first); returns how many changed.
+    /// The newest event of the log is never deleted, so an offset is never handed out twice.
+    async fn expire(
+        &self,
+        types: &TypeGlob,
+        before: Timestamp,
+        what: Expiry,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+
     /// The offset of the newest event ([`Offset::START`] when empty).
     async fn head(&self) -> Result<Offset, StoreError>;
 
@@ -142,6 +165,29 @@ pub enum IdempotencyClaim {
     Completed(Vec<u8>),
     /// The key was used with a different request (another fingerprint).
     Mismatch,
+}
+
+/// One change in a [`StateStore::write_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Sets a keyed value (see [`StateStore::put`]).
+    Put {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// When it expires, if ever.
+        expires: Option<Timestamp>,
+    },
+    /// Removes a keyed value.
+    Delete {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
 }
 
 /// Small durable state: idempotency records, poll cursors, keyed values.
@@ -202,6 +248,16 @@ pub trait StateStore: Send + Sync {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Applies `changes` and, if given, commits `offset` for a subscriber, all or nothing:
+    /// after a crash either every change and the offset are there or none is. Derived state
+    /// (projections, trigger rules) saves what a page of events did together with the
+    /// position it reached, so a restart never applies an event twice.
+    async fn write_batch(
+        &self,
+        changes: Vec<Change>,
+        offset: Option<(String, Offset)>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes expired idempotency records and keyed values; returns how many.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;

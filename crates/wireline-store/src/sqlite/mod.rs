@@ -22,10 +22,11 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
-use wireline_core::{Event, Offset};
+use wireline_core::{Event, Offset, TypeGlob};
 
 use crate::{
-    Appended, EventLog, EventQuery, IdempotencyClaim, StateStore, Store, StoreError, StoredEvent,
+    Appended, Change, EventLog, EventQuery, Expiry, IdempotencyClaim, StateStore, Store,
+    StoreError, StoredEvent,
 };
 pub use writer::WriterStats;
 use writer::{Command, Job, Responder};
@@ -303,6 +304,66 @@ impl EventLog for SqliteStore {
         .await
     }
 
+    async fn expire(
+        &self,
+        types: &TypeGlob,
+        before: Timestamp,
+        what: Expiry,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let types = types.as_str().to_owned();
+        let before = micros(before);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let redacted_at = Timestamp::now().to_string();
+        self.write(move |connection| {
+            // The candidates, oldest first, sparing the newest event of the log.
+            let candidates: Vec<(i64, String)> = connection
+                .prepare_cached(
+                    "SELECT seq, body FROM events
+                     WHERE type GLOB ?1 AND time_us < ?2 AND seq < (SELECT MAX(seq) FROM events)
+                       AND (?4 = 0 OR instr(body, '\"wlredacted\":') = 0)
+                     ORDER BY time_us, seq LIMIT ?3",
+                )?
+                .query_map(
+                    params![types, before, limit, i64::from(what == Expiry::DropData)],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut changed = 0u64;
+            match what {
+                Expiry::Delete => {
+                    let mut delete =
+                        connection.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+                    for (seq, _) in &candidates {
+                        changed += delete.execute(params![seq])? as u64;
+                    }
+                }
+                Expiry::DropData => {
+                    let mut update =
+                        connection.prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?;
+                    for (seq, body) in &candidates {
+                        let mut value: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(body)
+                                .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                        value.remove("data");
+                        value.remove("data_base64");
+                        value.remove("wlrawbody64");
+                        value.remove("datacontenttype");
+                        value.insert(
+                            "wlredacted".to_owned(),
+                            serde_json::Value::String(redacted_at.clone()),
+                        );
+                        let body = serde_json::to_string(&value)
+                            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                        changed += update.execute(params![seq, body])? as u64;
+                    }
+                }
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
     async fn head(&self) -> Result<Offset, StoreError> {
         self.read(|connection| {
             let seq: i64 =
@@ -502,6 +563,56 @@ impl StateStore for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn write_batch(
+        &self,
+        changes: Vec<Change>,
+        offset: Option<(String, Offset)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            // Several statements in one job: a savepoint keeps a failure from leaving half
+            // of them in the group's transaction (see the writer's contract).
+            connection.execute_batch("SAVEPOINT batch")?;
+            let applied = (|| -> Result<(), StoreError> {
+                let mut put = connection.prepare_cached(
+                    "INSERT INTO kv (namespace, key, value, expires_us) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_us = excluded.expires_us",
+                )?;
+                let mut delete =
+                    connection.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND key = ?2")?;
+                for change in &changes {
+                    match change {
+                        Change::Put {
+                            namespace,
+                            key,
+                            value,
+                            expires,
+                        } => {
+                            put.execute(params![namespace, key, value, expires.map(micros)])?;
+                        }
+                        Change::Delete { namespace, key } => {
+                            delete.execute(params![namespace, key])?;
+                        }
+                    }
+                }
+                if let Some((subscriber, committed)) = &offset {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO subscriber_offsets (subscriber, seq, updated_us) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (subscriber) DO UPDATE SET seq = excluded.seq, updated_us = excluded.updated_us",
+                        )?
+                        .execute(params![subscriber, seq(*committed), micros(Timestamp::now())])?;
+                }
+                Ok(())
+            })();
+            match applied {
+                Ok(()) => connection.execute_batch("RELEASE batch")?,
+                Err(_) => connection.execute_batch("ROLLBACK TO batch; RELEASE batch")?,
+            }
+            applied
         })
         .await
     }
