@@ -40,6 +40,9 @@ pub struct Config {
     /// Rules that derive new events from patterns in the log.
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// State rebuilt from the log, by name: the latest per subject.
+    #[serde(default)]
+    pub projections: BTreeMap<String, Projection>,
     /// Environment profiles (`dev`, `staging`, `prod`) with their own guards.
     #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
@@ -61,6 +64,11 @@ pub struct EventsConfig {
     /// first matching pattern wins.
     #[serde(default)]
     pub subjects: BTreeMap<String, String>,
+    /// Retention per type pattern (checked hourly by `wireline run`, and by
+    /// `wireline events expire`): `{ "stripe.charge.*" = { payload = "30d", keep = "400d" } }`.
+    /// The first matching pattern in key order applies to an event.
+    #[serde(default)]
+    pub retention: BTreeMap<String, Retention>,
 }
 
 /// `[server]`: the one listener for hooks, proxy, agent API, health and metrics.
@@ -869,17 +877,99 @@ fn default_schedule() -> Vec<Duration> {
         .collect()
 }
 
-/// `[[triggers]]`: a rule that derives a new event from patterns in the log.
+/// `[[triggers]]`: a rule that derives a new event from patterns in the log. Give it exactly
+/// one of `sequence`, `absence` or `threshold`. Events are matched per subject (the
+/// CloudEvents `subject`, or the one `[events] subjects` finds); events without one are not
+/// seen by rules. The derived event is appended to the log like any other, with source
+/// `wireline://triggers/NAME`, the same subject, `causationid` (the event that completed the
+/// pattern) and `correlationid` (the one that started it).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
-    /// The rule's name, unique.
+    /// The rule's name, unique (lower-case letters, digits, `-`, `_`).
     pub name: String,
     /// The type of the event the rule emits, e.g. `user.no_login_7d`.
     pub emit: String,
     /// What the rule is for.
     #[serde(default)]
     pub description: Option<String>,
+    /// `first` then `then` for the same subject within `within`, e.g. `user.signup` then
+    /// `payment.succeeded` within `"1h"`: emits when `then` arrives in time, once per `first`.
+    #[serde(default)]
+    pub sequence: Option<SequenceRule>,
+    /// `first` not followed by `missing` for the same subject within `within`, e.g.
+    /// `user.signup` without `user.first_login` within `"7d"`: emits when the time is up
+    /// (durable timer: a restart does not lose it); `missing` in time cancels it.
+    #[serde(default)]
+    pub absence: Option<AbsenceRule>,
+    /// `count` events of a type for one subject within a sliding window, e.g. 3
+    /// `payment.failed` within `"24h"`: emits at the `count`-th, then counts afresh.
+    #[serde(default)]
+    pub threshold: Option<ThresholdRule>,
+}
+
+/// `sequence = { first, then, within }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceRule {
+    /// The event type (pattern) that starts the sequence.
+    pub first: TypeGlob,
+    /// The event type (pattern) that completes it.
+    pub then: TypeGlob,
+    /// How long after `first` (by the events' `time`) `then` may come.
+    pub within: Duration,
+}
+
+/// `absence = { first, missing, within }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbsenceRule {
+    /// The event type (pattern) that starts the wait.
+    pub first: TypeGlob,
+    /// The event type (pattern) whose arrival cancels it.
+    pub missing: TypeGlob,
+    /// How long to wait after `first`'s `time`.
+    pub within: Duration,
+}
+
+/// `threshold = { event, count, within }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdRule {
+    /// The event type (pattern) counted.
+    pub event: TypeGlob,
+    /// How many within the window fire the rule (2 or more).
+    pub count: u32,
+    /// The sliding window, by the events' `time`.
+    pub within: Duration,
+}
+
+/// `[projections.NAME]`: state rebuilt from the log. For every subject of the matching events:
+/// how many events, the first and last time, and per type the count and the last event's id,
+/// offset and time. Kept up to date as events arrive; `wireline projections rebuild NAME`
+/// drops it and replays the log from offset 0 into the same state.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Projection {
+    /// Event type patterns the projection follows, e.g. `["stripe.customer.*", "app.user.*"]`.
+    pub events: Vec<TypeGlob>,
+    /// What the projection is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[events.retention."TYPE-PATTERN"]`: how long events of matching types are kept.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Delete events older than this (by their `time`), e.g. `"400d"`. Leave out to keep them.
+    #[serde(default)]
+    pub keep: Option<Duration>,
+    /// Drop the payload (`data`) of events older than this, keeping the envelope (id, type,
+    /// source, subject, time, producer and causation attributes) for the audit trail, e.g.
+    /// `"30d"` for card or health data.
+    #[serde(default)]
+    pub payload: Option<Duration>,
 }
 
 /// `[environments.NAME]`: a profile (dev, staging, prod) with its own guards.

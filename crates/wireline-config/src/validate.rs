@@ -35,6 +35,7 @@ pub(crate) fn config(config: &Config) -> Found {
         }
     }
     triggers(config, &mut found);
+    projections_and_retention(config, &mut found);
     found
 }
 
@@ -58,6 +59,7 @@ fn names(config: &Config, found: &mut Found) {
         ("agents", config.agents.keys().collect::<Vec<_>>()),
         ("services", config.services.keys().collect()),
         ("environments", config.environments.keys().collect()),
+        ("projections", config.projections.keys().collect()),
     ];
     for (table, keys) in tables {
         for name in keys {
@@ -376,25 +378,149 @@ fn subscriptions(config: &Config, found: &mut Found) {
     }
 }
 
+/// Whether some event type matching `glob` could start with `prefix`.
+fn could_start_with(glob: &wireline_core::TypeGlob, prefix: &str) -> bool {
+    let literal = glob.literal_prefix();
+    if glob.as_str().contains('*') {
+        literal.starts_with(prefix) || prefix.starts_with(literal)
+    } else {
+        literal.starts_with(prefix)
+    }
+}
+
+/// The prefixes of the event types something in the config produces, or `None` when an agent
+/// may append any type (then no pattern is unknown).
+fn produced_prefixes(config: &Config) -> Option<Vec<String>> {
+    let mut prefixes = vec!["wireline.".to_owned()];
+    for name in config.services.keys() {
+        prefixes.push(format!("{name}."));
+    }
+    for trigger in &config.triggers {
+        prefixes.push(trigger.emit.clone());
+    }
+    for agent in config.agents.values() {
+        for scope in &agent.scopes {
+            if scope == "events:write" {
+                return None;
+            }
+            if let Some(prefix) = scope.strip_prefix("events:write:") {
+                prefixes.push(prefix.to_owned());
+            }
+        }
+    }
+    Some(prefixes)
+}
+
 fn triggers(config: &Config, found: &mut Found) {
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
+    let produced = produced_prefixes(config);
     let mut seen = BTreeSet::new();
     for (index, trigger) in config.triggers.iter().enumerate() {
+        let at = format!("triggers[{index}]");
+        if !is_name(&trigger.name) {
+            error(
+                found,
+                format!("{at}.name"),
+                format!("\"{}\" is not a valid rule name; use lower-case letters, digits, '-' and '_', starting with a letter", trigger.name),
+            );
+        }
         if !seen.insert(trigger.name.as_str()) {
             error(
                 found,
-                format!("triggers[{index}].name"),
+                format!("{at}.name"),
                 format!(
                     "another trigger is already named \"{}\"; names must be unique",
                     trigger.name
                 ),
             );
         }
-        if trigger.emit.trim().is_empty() {
+        if trigger.emit.trim().is_empty() || trigger.emit.contains('*') || trigger.emit.parse::<wireline_core::TypeGlob>().is_err() {
             error(
                 found,
-                format!("triggers[{index}].emit"),
-                "emit is empty; name the event type to emit".to_owned(),
+                format!("{at}.emit"),
+                "emit must be one event type (letters, digits, '.', '_', '-', ':'; no '*'), e.g. \"user.no_login_7d\"".to_owned(),
             );
+        }
+        let kinds = [
+            trigger.sequence.as_ref().map(|r| ("sequence", vec![("first", &r.first), ("then", &r.then)], r.within)),
+            trigger.absence.as_ref().map(|r| ("absence", vec![("first", &r.first), ("missing", &r.missing)], r.within)),
+            trigger.threshold.as_ref().map(|r| ("threshold", vec![("event", &r.event)], r.within)),
+        ];
+        let kinds: Vec<_> = kinds.into_iter().flatten().collect();
+        let [(kind, inputs, within)] = kinds.as_slice() else {
+            error(
+                found,
+                at.clone(),
+                format!(
+                    "give the rule exactly one of sequence, absence or threshold (it has {}), e.g. absence = {{ first = \"user.signup\", missing = \"user.first_login\", within = \"7d\" }}",
+                    if kinds.is_empty() { "none".to_owned() } else { kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(" and ") }
+                ),
+            );
+            continue;
+        };
+        let window = within.get();
+        if window < std::time::Duration::from_secs(1) || window > LONGEST {
+            error(
+                found,
+                format!("{at}.{kind}.within"),
+                format!("a window of {within} is not useful; use between 1s and 366d"),
+            );
+        }
+        if let Some(rule) = &trigger.threshold
+            && rule.count < 2
+        {
+            error(
+                found,
+                format!("{at}.threshold.count"),
+                format!("count = {} fires on every event; use 2 or more (or a subscription to the type itself)", rule.count),
+            );
+        }
+        for (key, glob) in inputs {
+            if glob.matches(&trigger.emit) {
+                error(
+                    found,
+                    format!("{at}.{kind}.{key}"),
+                    format!("{glob} matches the rule's own emit type {}, so the rule would trigger itself; narrow the pattern or rename emit", trigger.emit),
+                );
+            }
+            if let Some(prefixes) = &produced
+                && !prefixes.iter().any(|prefix| could_start_with(glob, prefix))
+            {
+                error(
+                    found,
+                    format!("{at}.{kind}.{key}"),
+                    format!(
+                        "nothing in this config produces events of type {glob}: types start with a service name (webhooks, polls), \"wireline.\" (audit, alerts), another trigger's emit, or an agent's events:write:PREFIX; fix the type or give a producer that scope"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn projections_and_retention(config: &Config, found: &mut Found) {
+    for (name, projection) in &config.projections {
+        if projection.events.is_empty() {
+            error(
+                found,
+                format!("projections.{name}.events"),
+                "events is empty; list the event types the projection follows, e.g. [\"stripe.customer.*\"]".to_owned(),
+            );
+        }
+    }
+    for (pattern, retention) in &config.events.retention {
+        let at = format!("events.retention.{pattern}");
+        if let Err(problem) = pattern.parse::<wireline_core::TypeGlob>() {
+            error(found, at.clone(), format!("{problem}; write a type or a glob such as stripe.charge.*"));
+        }
+        match (retention.keep, retention.payload) {
+            (None, None) => warning(found, at, "neither keep nor payload is set, so this does nothing; remove it or set one".to_owned()),
+            (Some(keep), Some(payload)) if payload.get() >= keep.get() => warning(
+                found,
+                format!("{at}.payload"),
+                format!("payload = {payload} is not shorter than keep = {keep}, so the events are deleted before their payload would be dropped"),
+            ),
+            _ => {}
         }
     }
 }

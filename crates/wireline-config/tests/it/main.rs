@@ -346,3 +346,63 @@ fn docs_configuration_md_is_current() {
         "docs/configuration.md is stale; regenerate it with: cargo run -q -- schema --format markdown > docs/configuration.md"
     );
 }
+
+#[test]
+fn trigger_rules_are_checked() {
+    let services = "[services.app]\nbase_url = \"https://x.test\"\n";
+    let ok = format!(
+        "{services}[[triggers]]\nname = \"no-login\"\nemit = \"derived.no_login_7d\"\nabsence = {{ first = \"app.user.signup\", missing = \"app.user.first_login\", within = \"7d\" }}\n[[triggers]]\nname = \"failing\"\nemit = \"derived.failing\"\nthreshold = {{ event = \"app.payment.failed\", count = 3, within = \"24h\" }}\n[[triggers]]\nname = \"escalate\"\nemit = \"derived.escalate\"\nsequence = {{ first = \"derived.failing\", then = \"derived.no_login_7d\", within = \"1h\" }}\n"
+    );
+    load_text(&ok).unwrap_or_else(|f| panic!("{f:#?}"));
+    check_error(
+        &format!("{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\n"),
+        (3, 1),
+        "triggers[0]",
+        "exactly one of sequence, absence or threshold (it has none)",
+    );
+    check_error(
+        &format!(
+            "{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = {{ event = \"app.a\", count = 3, within = \"1h\" }}\nabsence = {{ first = \"app.a\", missing = \"app.b\", within = \"1h\" }}\n"
+        ),
+        (3, 1),
+        "triggers[0]",
+        "(it has absence and threshold)",
+    );
+    check_error(
+        &format!(
+            "{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nabsence = {{ first = \"app.a\", missing = \"app.b\", within = \"0s\" }}\n"
+        ),
+        (6, 58),
+        "triggers[0].absence.within",
+        "between 1s and 366d",
+    );
+    check_error(
+        &format!(
+            "{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = {{ event = \"shopfiy.order.*\", count = 3, within = \"1h\" }}\n"
+        ),
+        (6, 23),
+        "triggers[0].threshold.event",
+        "nothing in this config produces events of type shopfiy.order.*",
+    );
+    check_error(
+        &format!(
+            "{services}[[triggers]]\nname = \"r\"\nemit = \"app.x\"\nthreshold = {{ event = \"app.*\", count = 3, within = \"1h\" }}\n"
+        ),
+        (6, 23),
+        "triggers[0].threshold.event",
+        "would trigger itself",
+    );
+    check_error(
+        &format!(
+            "{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = {{ event = \"app.a\", count = 1, within = \"1h\" }}\n"
+        ),
+        (6, 40),
+        "triggers[0].threshold.count",
+        "fires on every event",
+    );
+    // An agent that may append any type makes every pattern possible.
+    load_text(&format!(
+        "[agents.bot]\ntoken = \"${{env:TOKEN}}\"\nscopes = [\"events:write\"]\n[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = {{ event = \"anything.at.all\", count = 2, within = \"1h\" }}\n"
+    ))
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+}
