@@ -401,8 +401,8 @@ fn trigger_rules_are_checked() {
         "fires on every event",
     );
     // An agent that may append any type makes every pattern possible.
-    load_text(&format!(
-        "[agents.bot]\ntoken = \"${{env:TOKEN}}\"\nscopes = [\"events:write\"]\n[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = {{ event = \"anything.at.all\", count = 2, within = \"1h\" }}\n"
-    ))
+    load_text(
+        "[agents.bot]\ntoken = \"${env:TOKEN}\"\nscopes = [\"events:write\"]\n[[triggers]]\nname = \"r\"\nemit = \"x.y\"\nthreshold = { event = \"anything.at.all\", count = 2, within = \"1h\" }\n",
+    )
     .unwrap_or_else(|f| panic!("{f:#?}"));
 }
