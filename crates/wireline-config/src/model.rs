@@ -66,7 +66,7 @@ pub struct EventsConfig {
     pub subjects: BTreeMap<String, String>,
     /// Retention per type pattern (checked hourly by `wireline run`, and by
     /// `wireline events expire`): `{ "stripe.charge.*" = { payload = "30d", keep = "400d" } }`.
-    /// The first matching pattern in key order applies to an event.
+    /// Patterns that overlap all apply (the shortest period wins).
     #[serde(default)]
     pub retention: BTreeMap<String, Retention>,
 }

@@ -421,7 +421,10 @@ fn triggers(config: &Config, found: &mut Found) {
             error(
                 found,
                 format!("{at}.name"),
-                format!("\"{}\" is not a valid rule name; use lower-case letters, digits, '-' and '_', starting with a letter", trigger.name),
+                format!(
+                    "\"{}\" is not a valid rule name; use lower-case letters, digits, '-' and '_', starting with a letter",
+                    trigger.name
+                ),
             );
         }
         if !seen.insert(trigger.name.as_str()) {
@@ -434,7 +437,10 @@ fn triggers(config: &Config, found: &mut Found) {
                 ),
             );
         }
-        if trigger.emit.trim().is_empty() || trigger.emit.contains('*') || trigger.emit.parse::<wireline_core::TypeGlob>().is_err() {
+        if trigger.emit.trim().is_empty()
+            || trigger.emit.contains('*')
+            || trigger.emit.parse::<wireline_core::TypeGlob>().is_err()
+        {
             error(
                 found,
                 format!("{at}.emit"),
@@ -442,9 +448,24 @@ fn triggers(config: &Config, found: &mut Found) {
             );
         }
         let kinds = [
-            trigger.sequence.as_ref().map(|r| ("sequence", vec![("first", &r.first), ("then", &r.then)], r.within)),
-            trigger.absence.as_ref().map(|r| ("absence", vec![("first", &r.first), ("missing", &r.missing)], r.within)),
-            trigger.threshold.as_ref().map(|r| ("threshold", vec![("event", &r.event)], r.within)),
+            trigger.sequence.as_ref().map(|r| {
+                (
+                    "sequence",
+                    vec![("first", &r.first), ("then", &r.then)],
+                    r.within,
+                )
+            }),
+            trigger.absence.as_ref().map(|r| {
+                (
+                    "absence",
+                    vec![("first", &r.first), ("missing", &r.missing)],
+                    r.within,
+                )
+            }),
+            trigger
+                .threshold
+                .as_ref()
+                .map(|r| ("threshold", vec![("event", &r.event)], r.within)),
         ];
         let kinds: Vec<_> = kinds.into_iter().flatten().collect();
         let [(kind, inputs, within)] = kinds.as_slice() else {
@@ -453,7 +474,11 @@ fn triggers(config: &Config, found: &mut Found) {
                 at.clone(),
                 format!(
                     "give the rule exactly one of sequence, absence or threshold (it has {}), e.g. absence = {{ first = \"user.signup\", missing = \"user.first_login\", within = \"7d\" }}",
-                    if kinds.is_empty() { "none".to_owned() } else { kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(" and ") }
+                    if kinds.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(" and ")
+                    }
                 ),
             );
             continue;
@@ -472,7 +497,10 @@ fn triggers(config: &Config, found: &mut Found) {
             error(
                 found,
                 format!("{at}.threshold.count"),
-                format!("count = {} fires on every event; use 2 or more (or a subscription to the type itself)", rule.count),
+                format!(
+                    "count = {} fires on every event; use 2 or more (or a subscription to the type itself)",
+                    rule.count
+                ),
             );
         }
         for (key, glob) in inputs {
@@ -480,7 +508,10 @@ fn triggers(config: &Config, found: &mut Found) {
                 error(
                     found,
                     format!("{at}.{kind}.{key}"),
-                    format!("{glob} matches the rule's own emit type {}, so the rule would trigger itself; narrow the pattern or rename emit", trigger.emit),
+                    format!(
+                        "{glob} matches the rule's own emit type {}, so the rule would trigger itself; narrow the pattern or rename emit",
+                        trigger.emit
+                    ),
                 );
             }
             if let Some(prefixes) = &produced
@@ -511,14 +542,25 @@ fn projections_and_retention(config: &Config, found: &mut Found) {
     for (pattern, retention) in &config.events.retention {
         let at = format!("events.retention.{pattern}");
         if let Err(problem) = pattern.parse::<wireline_core::TypeGlob>() {
-            error(found, at.clone(), format!("{problem}; write a type or a glob such as stripe.charge.*"));
+            error(
+                found,
+                at.clone(),
+                format!("{problem}; write a type or a glob such as stripe.charge.*"),
+            );
         }
         match (retention.keep, retention.payload) {
-            (None, None) => warning(found, at, "neither keep nor payload is set, so this does nothing; remove it or set one".to_owned()),
+            (None, None) => warning(
+                found,
+                at,
+                "neither keep nor payload is set, so this does nothing; remove it or set one"
+                    .to_owned(),
+            ),
             (Some(keep), Some(payload)) if payload.get() >= keep.get() => warning(
                 found,
                 format!("{at}.payload"),
-                format!("payload = {payload} is not shorter than keep = {keep}, so the events are deleted before their payload would be dropped"),
+                format!(
+                    "payload = {payload} is not shorter than keep = {keep}, so the events are deleted before their payload would be dropped"
+                ),
             ),
             _ => {}
         }
