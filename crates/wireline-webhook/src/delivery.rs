@@ -148,6 +148,8 @@ struct Worker {
     first_delivery: bool,
     /// `[alerts] url`, where exhausted deliveries are also posted.
     alert_url: Option<String>,
+    /// During a replay filtered by type: the types, and the offset the filter ends at.
+    replay_only: Option<(TypeGlob, Offset)>,
 }
 
 /// The running push deliveries.
@@ -204,6 +206,7 @@ impl Deliveries {
                 uncommitted: None,
                 first_delivery: true,
                 alert_url: config.alerts.url.clone(),
+                replay_only: None,
             };
             let cursor = worker
                 .start_position()
@@ -277,15 +280,31 @@ pub async fn redrive(
     Ok(queued)
 }
 
+/// A replay asked for with [`replay`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReplayRequest {
+    after: Offset,
+    /// Only these types, up to `until` (the head when the replay was asked for).
+    #[serde(default)]
+    only: Option<(String, Offset)>,
+}
+
 /// Asks the running subscription `subscription` to deliver again every event after `after`
-/// (in log order, with their original ids, so receivers dedupe what they already have). The
-/// subscription's task picks it up at its next page.
+/// (in log order, with their original ids, so receivers dedupe what they already have);
+/// with `types`, only the replayed events of those types (events appended after the request
+/// are delivered as the subscription says). The subscription's task picks it up at its next
+/// page.
 pub async fn replay(
     store: &dyn Store,
     subscription: &str,
     after: Offset,
+    types: Option<&TypeGlob>,
 ) -> Result<(), StoreError> {
-    let value = serde_json::to_vec(&after).unwrap_or_default();
+    let only = match types {
+        Some(glob) => Some((glob.as_str().to_owned(), store.head().await?)),
+        None => None,
+    };
+    let value = serde_json::to_vec(&ReplayRequest { after, only }).unwrap_or_default();
     store.put(REPLAY, subscription, &value, None).await
 }
 
@@ -340,9 +359,13 @@ impl Worker {
     async fn walk(&mut self, mut cursor: Offset) -> Result<(), StoreError> {
         while !self.stopping() {
             self.redrives().await?;
-            if let Some(from) = self.take_replay().await? {
-                info!(subscription = %self.name, after = %from, "replaying from an earlier offset");
+            if let Some(request) = self.take_replay().await? {
+                let from = request.after;
+                info!(subscription = %self.name, after = %from, only = ?request.only, "replaying from an earlier offset");
                 self.flush_offset().await?;
+                self.replay_only = request
+                    .only
+                    .and_then(|(glob, until)| Some((glob.parse().ok()?, until)));
                 cursor = from;
                 self.store
                     .commit_offset(&offset_name(&self.name), cursor)
@@ -357,7 +380,21 @@ impl Worker {
                 if self.stopping() {
                     break;
                 }
-                if self.patterns.matches(&stored.ty) && !self.deliver(&stored, false).await? {
+                if self
+                    .replay_only
+                    .as_ref()
+                    .is_some_and(|(_, until)| stored.offset > *until)
+                {
+                    self.replay_only = None;
+                }
+                let replayed = self
+                    .replay_only
+                    .as_ref()
+                    .is_none_or(|(glob, _)| glob.matches(&stored.ty));
+                if replayed
+                    && self.patterns.matches(&stored.ty)
+                    && !self.deliver(&stored, false).await?
+                {
                     break; // stopped while waiting to retry; the state is stored
                 }
                 cursor = stored.offset;
@@ -371,7 +408,7 @@ impl Worker {
     }
 
     /// A replay asked for with [`replay`], if any (taken: it runs once).
-    async fn take_replay(&self) -> Result<Option<Offset>, StoreError> {
+    async fn take_replay(&self) -> Result<Option<ReplayRequest>, StoreError> {
         let Some(bytes) = self.store.get(REPLAY, &self.name, Timestamp::now()).await? else {
             return Ok(None);
         };

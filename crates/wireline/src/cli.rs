@@ -80,6 +80,12 @@ pub enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+    /// Projections (`[projections.NAME]`): list them, show a subject's state, rebuild one
+    /// from the log.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Push deliveries that were given up (dead letters): list them, or send them again.
     Deliveries {
         #[command(subcommand)]
@@ -163,6 +169,39 @@ pub enum ReconcileAction {
     },
 }
 
+/// `wireline projections ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Each projection: its generation, how far it has read the log, whether it is rebuilding.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// One subject's state in a projection (or every subject's, up to --limit).
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The projection.
+        name: String,
+        /// The subject (leave out for all).
+        subject: Option<String>,
+        /// At most this many subjects.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Drop a projection and rebuild it from offset 0; readers keep the old state until the
+    /// new one has caught up. A running server does the work; this shows its progress.
+    Rebuild {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The projection.
+        name: String,
+        /// Do not wait for the rebuild to finish.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
 /// Filters shared by `wireline events list` and `tail`.
 #[derive(Debug, clap::Args)]
 pub struct EventFilter {
@@ -202,21 +241,43 @@ pub enum EventsAction {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Deliver past events again, from a time on, to a push subscription (by its name) or a
-    /// pull consumer (`consumer:AGENT:NAME`): same ids, log order. Shows progress and a
-    /// summary for a subscription served by a running server.
+    /// Deliver past events again, from a time or an offset on, to a push subscription (by
+    /// its name) or a pull consumer (`consumer:AGENT:NAME`): same ids, log order, optionally
+    /// only some types. Shows progress and a summary for a subscription served by a running
+    /// server.
     Replay {
         #[command(flatten)]
         config: ConfigArg,
-        /// From this time on (RFC 3339), by event time.
+        /// From this time on (RFC 3339, by event time), or from this offset on (a number).
         #[arg(long)]
         from: String,
+        /// Only events of these types (a glob) are replayed; new events after the replay are
+        /// delivered as the subscription says.
+        #[arg(long = "type", value_name = "GLOB")]
+        types: Option<String>,
         /// The subscription's name (AGENT-N or its `name`), or `consumer:AGENT:NAME`.
         #[arg(long)]
         to: String,
         /// Do not wait for a running server to deliver them.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// One event and its audit trail: who produced it (service, agent, poller, trigger rule)
+    /// and, for a derived event, the events that caused it, back to the first.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The event's offset.
+        offset: u64,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply `[events.retention]` now (`wireline run` does it hourly): delete old events or
+    /// drop their payloads.
+    Expire {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// The last events that match, then every new one as it is appended (Ctrl-C to stop).
     Tail {

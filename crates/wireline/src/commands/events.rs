@@ -29,9 +29,16 @@ pub fn run(action: EventsAction) -> anyhow::Result<()> {
             EventsAction::Replay {
                 config,
                 from,
+                types,
                 to,
                 no_wait,
-            } => replay(&config.config, &from, &to, no_wait).await,
+            } => replay(&config.config, &from, types.as_deref(), &to, no_wait).await,
+            EventsAction::Show {
+                config,
+                offset,
+                json,
+            } => show(&config.config, Offset(offset), json).await,
+            EventsAction::Expire { config } => expire(&config.config).await,
         }
     })
 }
@@ -142,11 +149,32 @@ async fn tail(filter: &EventFilter, lines: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn replay(path: &std::path::Path, from: &str, to: &str, no_wait: bool) -> anyhow::Result<()> {
+/// Where a replay starts: a point in time or an offset.
+enum From {
+    Time(Timestamp),
+    Offset(u64),
+}
+
+async fn replay(
+    path: &std::path::Path,
+    from: &str,
+    types: Option<&str>,
+    to: &str,
+    no_wait: bool,
+) -> anyhow::Result<()> {
     let loaded = super::load_config(path)?;
-    let from = time("from", Some(from))?.context("--from")?;
+    let from = match from.parse::<u64>() {
+        Ok(offset) => From::Offset(offset),
+        Err(_) => From::Time(time("from", Some(from))?.context("--from")?),
+    };
+    let types = types
+        .map(|glob| {
+            glob.parse::<TypeGlob>()
+                .map_err(|e| anyhow::anyhow!("--type {glob:?}: {e}"))
+        })
+        .transpose()?;
     let store = SqliteStore::open(&loaded.storage_path())?;
-    let result = replay_in(&loaded, &store, from, to, no_wait).await;
+    let result = replay_in(&loaded, &store, from, types.as_ref(), to, no_wait).await;
     store.close().await?;
     result
 }
@@ -154,25 +182,34 @@ async fn replay(path: &std::path::Path, from: &str, to: &str, no_wait: bool) -> 
 async fn replay_in(
     loaded: &wireline_config::Loaded,
     store: &SqliteStore,
-    from: Timestamp,
+    from: From,
+    types: Option<&TypeGlob>,
     to: &str,
     no_wait: bool,
 ) -> anyhow::Result<()> {
     // The first event at or after `from`; replay continues after the offset before it.
+    let (since, after) = match from {
+        From::Time(time) => (Some(time), Offset::START),
+        From::Offset(offset) => (None, Offset(offset.saturating_sub(1))),
+    };
     let first = store
         .query(&EventQuery {
-            since: Some(from),
-            ..EventQuery::after(Offset::START, 1)
+            since,
+            ..EventQuery::after(after, 1)
         })
         .await?;
     let Some(first) = first.first() else {
-        println!("no events at or after {from}: nothing to replay");
+        println!("no events from there on: nothing to replay");
         return Ok(());
     };
     let after = Offset(first.offset.0 - 1);
     let head = store.head().await?;
     let total = head.0 - after.0;
     if let Some(consumer) = to.strip_prefix("consumer:") {
+        anyhow::ensure!(
+            types.is_none(),
+            "a pull consumer picks its types itself: replay without --type and add types=GLOB to its GET /v1/events?consumer=NAME requests"
+        );
         let (agent, name) = consumer
             .split_once(':')
             .context("write --to consumer:AGENT:NAME")?;
@@ -205,10 +242,11 @@ async fn replay_in(
             names.join(", ")
         }
     );
-    wireline_webhook::delivery::replay(store, to, after).await?;
+    wireline_webhook::delivery::replay(store, to, after, types).await?;
     println!(
-        "replay of offsets {} to {head} ({total} events; those matching its types are delivered) queued for {to}",
-        first.offset
+        "replay of offsets {} to {head} ({total} events; those matching its types{} are delivered) queued for {to}",
+        first.offset,
+        types.map_or_else(String::new, |glob| format!(" and {glob}"))
     );
     if no_wait {
         return Ok(());
@@ -253,5 +291,119 @@ async fn replay_in(
         first.offset,
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Who produced an event, from its source and attributes.
+fn producer(event: &wireline_core::Event) -> String {
+    let source = event.source.as_str();
+    if let Some(agent) = event.extensions.get("wlagent").and_then(|v| v.as_str()) {
+        return format!("agent {agent} (POST /v1/events)");
+    }
+    for (prefix, what) in [
+        ("wireline://hooks/", "webhook from service"),
+        ("wireline://poll/", "poller of service"),
+        ("wireline://direct/", "Direct API call to service"),
+        ("wireline://triggers/", "trigger rule"),
+    ] {
+        if let Some(name) = source.strip_prefix(prefix) {
+            return format!("{what} {name}");
+        }
+    }
+    format!("source {source}")
+}
+
+async fn show(path: &std::path::Path, offset: Offset, json: bool) -> anyhow::Result<()> {
+    let loaded = super::load_config(path)?;
+    let store = SqliteStore::open(&loaded.storage_path())?;
+    let result = show_in(&store, offset, json).await;
+    store.close().await?;
+    result
+}
+
+async fn show_in(store: &SqliteStore, offset: Offset, json: bool) -> anyhow::Result<()> {
+    let at = |offset: Offset| async move {
+        let found = store.read(Offset(offset.0.saturating_sub(1)), 1).await?;
+        anyhow::Ok(found.into_iter().find(|e| e.offset == offset))
+    };
+    let Some(stored) = at(offset).await? else {
+        anyhow::bail!("no event at offset {offset} (deleted by retention, or beyond the head)");
+    };
+    // The chain of causes, breadth first, each event once.
+    let mut trail = Vec::new();
+    let mut queue = std::collections::VecDeque::from([(stored, 0usize)]);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((stored, depth)) = queue.pop_front() {
+        if !seen.insert(stored.offset) || trail.len() >= 50 {
+            continue;
+        }
+        let event = stored.event()?;
+        let causes: Vec<u64> = event
+            .data
+            .as_ref()
+            .filter(|_| event.source.starts_with("wireline://triggers/"))
+            .and_then(|data| data.get("causes"))
+            .and_then(|causes| causes.as_array())
+            .map(|causes| {
+                causes
+                    .iter()
+                    .filter_map(|c| c.get("offset")?.as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for cause in &causes {
+            if let Some(found) = at(Offset(*cause)).await? {
+                queue.push_back((found, depth + 1));
+            }
+        }
+        trail.push((depth, stored.offset, event, causes));
+    }
+    if json {
+        let trail: Vec<serde_json::Value> = trail
+            .iter()
+            .map(|(depth, offset, event, causes)| {
+                serde_json::json!({"depth": depth, "offset": offset, "producer": producer(event), "caused_by": causes, "event": event})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&trail)?);
+        return Ok(());
+    }
+    for (depth, offset, event, causes) in &trail {
+        let indent = "  ".repeat(*depth);
+        println!(
+            "{indent}{offset}  {}  {}  subject {}  id {}",
+            event.time.strftime("%Y-%m-%d %H:%M:%S"),
+            event.ty,
+            event.subject.as_deref().unwrap_or("-"),
+            event.id
+        );
+        println!("{indent}    produced by {}", producer(event));
+        if let Some(redacted) = event.extensions.get("wlredacted") {
+            println!("{indent}    payload dropped by retention at {redacted}");
+        }
+        if !causes.is_empty() {
+            let list: Vec<String> = causes.iter().map(u64::to_string).collect();
+            println!("{indent}    caused by offsets {}", list.join(", "));
+        }
+    }
+    Ok(())
+}
+
+async fn expire(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = super::load_config(path)?;
+    if loaded.config.events.retention.is_empty() {
+        println!("no [events.retention] in the config: nothing to expire");
+        return Ok(());
+    }
+    let store = SqliteStore::open(&loaded.storage_path())?;
+    let report =
+        wireline_events::retention::expire(&loaded.config.events, &store, Timestamp::now()).await;
+    store.close().await?;
+    for done in report? {
+        println!(
+            "{:<40} payloads dropped {:>8}  deleted {:>8}",
+            done.pattern, done.redacted, done.deleted
+        );
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod check;
 mod deliveries;
 mod events;
 mod init;
+mod projections;
 mod reconcile;
 mod run;
 mod schema;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema { format } => schema::run(format),
         Command::Deliveries { action } => deliveries::run(action),
         Command::Events { action } => events::run(action),
+        Command::Projections { action } => projections::run(action),
         Command::Reconcile { action } => reconcile::run(action),
         Command::Call {
             config,

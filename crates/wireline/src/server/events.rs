@@ -88,6 +88,11 @@ pub async fn produce(
     if event.subject.is_none() {
         event.subject = state.subjects.subject(&event.ty, event.data.as_ref());
     }
+    // The audit trail's "who": set here, so a producer cannot claim to be another agent.
+    event.extensions.insert(
+        "wlagent".to_owned(),
+        Value::String(caller.name().to_owned()),
+    );
     let dedupe = format!("ce:{}:{}", event.source, event.id);
     let appended = state.store.append(&dedupe, &event).await.map_err(|error| {
         store_unavailable("the event was not stored", error, "retry with the same id")
@@ -221,4 +226,90 @@ pub async fn subject_events(
         Json(json!({ "subject": subject, "events": events, "next_after": next_after }))
             .into_response(),
     )
+}
+
+fn projection_known(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if state.projections.contains(name) {
+        return Ok(());
+    }
+    Err(ApiError(Problem::new(
+        ProblemKind::NotFound,
+        format!(
+            "no projection {name:?}; declared: {}",
+            if state.projections.is_empty() {
+                "none (add [projections.NAME] to wireline.toml)".to_owned()
+            } else {
+                state
+                    .projections
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    )))
+}
+
+/// `GET /v1/projections/{name}[?limit=N]`: where the projection is, and its first subjects.
+pub async fn projection(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    agent_with(&state, &headers, "events:read")?;
+    projection_known(&state, &name)?;
+    let limit = query
+        .get("limit")
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| bad("limit must be a whole number".to_owned()))
+        })
+        .transpose()?
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let unavailable =
+        |error| store_unavailable("the projection cannot be read", error, "retry shortly");
+    let store = state.store.as_ref();
+    let pointer = wireline_events::projection::pointer(store, &name)
+        .await
+        .map_err(unavailable)?;
+    let position = wireline_events::projection::position(store, &name)
+        .await
+        .map_err(unavailable)?;
+    let rebuilding = wireline_events::projection::rebuilding(store, &name)
+        .await
+        .map_err(unavailable)?;
+    let subjects = wireline_events::projection::list(store, &name, limit)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(json!({
+        "projection": name,
+        "generation": pointer.current,
+        "offset": position,
+        "rebuilding": rebuilding,
+        "subjects": subjects,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/projections/{name}/subjects/{subject}`: one subject's state.
+pub async fn projection_subject(
+    State(state): State<AppState>,
+    Path((name, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    agent_with(&state, &headers, "events:read")?;
+    projection_known(&state, &name)?;
+    match wireline_events::projection::read(state.store.as_ref(), &name, &subject)
+        .await
+        .map_err(|error| {
+            store_unavailable("the projection cannot be read", error, "retry shortly")
+        })? {
+        Some(found) => Ok(Json(found).into_response()),
+        None => Err(ApiError(Problem::new(
+            ProblemKind::NotFound,
+            format!("projection {name} has seen no event about {subject:?}"),
+        ))),
+    }
 }

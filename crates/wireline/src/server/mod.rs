@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use wireline_config::Loaded;
 use wireline_core::{Problem, ProblemKind, Size};
 use wireline_direct::Direct;
+use wireline_events::{Clock, Projections, Retention, Triggers};
 use wireline_poll::Pollers;
 use wireline_store::Store;
 use wireline_store::sqlite::SqliteStore;
@@ -55,6 +56,8 @@ pub struct AppState {
     reconciled: Arc<Vec<String>>,
     /// Where subjects are in produced events' data.
     subjects: Arc<wireline_webhook::Subjects>,
+    /// The declared projections.
+    projections: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -111,6 +114,24 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             anyhow::bail!("{error}");
         }
     };
+    let triggers = match Triggers::start(
+        &loaded.config,
+        Arc::clone(&shared),
+        Arc::clone(&head),
+        Clock::System,
+    )
+    .await
+    {
+        Ok(triggers) => triggers,
+        Err(error) => {
+            pollers.shutdown().await;
+            deliveries.shutdown().await;
+            let _ = store.close().await;
+            anyhow::bail!("cannot load the trigger rules' state: {error}");
+        }
+    };
+    let projections = Projections::start(&loaded.config.projections, Arc::clone(&shared), &head);
+    let retention = Retention::start(&loaded.config.events, Arc::clone(&shared));
     let mut readers = BTreeMap::<String, Vec<wireline_core::TypeGlob>>::new();
     for subscription in &loaded.config.subscriptions {
         readers
@@ -132,6 +153,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
                 .collect(),
         ),
         subjects: Arc::new(wireline_webhook::Subjects::new(&loaded.config)),
+        projections: Arc::new(loaded.config.projections.keys().cloned().collect()),
         reconciled: Arc::new(
             loaded
                 .config
@@ -172,6 +194,9 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             info!(signal, "shutting down: no new connections, draining in-flight requests");
         }
         finished = &mut server => {
+            retention.shutdown().await;
+            projections.shutdown().await;
+            triggers.shutdown().await;
             pollers.shutdown().await;
             deliveries.shutdown().await;
             direct.shutdown().await;
@@ -194,7 +219,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     // In-flight requests are done (or timed out): store the audit records they left, then
-    // close the store.
+    // close the store. Derived state (rules, projections) stores its position as it stops.
+    retention.shutdown().await;
+    projections.shutdown().await;
+    triggers.shutdown().await;
     pollers.shutdown().await;
     deliveries.shutdown().await;
     direct.shutdown().await;
@@ -267,6 +295,11 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .route("/v1/consumers/{name}", get(events::consumer))
         .route("/v1/subjects/{subject}/events", get(events::subject_events))
         .route("/v1/consumers/{name}/commit", post(events::commit))
+        .route("/v1/projections/{name}", get(events::projection))
+        .route(
+            "/v1/projections/{name}/subjects/{subject}",
+            get(events::projection_subject),
+        )
         .route("/v1/events/stream", get(hooks::stream))
         .route("/v1/deliveries/dead", get(hooks::dead_letters))
         .route("/v1/reconciliation", get(hooks::reconciliation))
