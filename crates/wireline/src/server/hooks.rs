@@ -116,7 +116,7 @@ async fn page(
     after: Offset,
     limit: usize,
     scan: usize,
-) -> Result<(Vec<(Offset, serde_json::Value)>, Offset), ApiError> {
+) -> Result<(Vec<(Offset, String)>, Offset), ApiError> {
     let mut found = Vec::new();
     let mut cursor = after;
     let mut scanned = 0;
@@ -132,8 +132,7 @@ async fn page(
             scanned += 1;
             cursor = stored.offset;
             if patterns.matches(&stored.ty) && types.is_none_or(|glob| glob.matches(&stored.ty)) {
-                let event = serde_json::from_str(&stored.body).unwrap_or(serde_json::Value::Null);
-                found.push((stored.offset, event));
+                found.push((stored.offset, stored.body));
                 if found.len() == limit {
                     break;
                 }
@@ -160,11 +159,29 @@ pub async fn pull(
         (None, None) => Offset::START,
     };
     let (events, last) = page(&state, &patterns, types.as_ref(), after, limit, 10_000).await?;
-    let events: Vec<_> = events
-        .into_iter()
-        .map(|(offset, event)| json!({ "offset": offset, "event": event }))
-        .collect();
-    Ok(Json(json!({ "events": events, "next_after": last })).into_response())
+    // The stored CloudEvents are JSON already: spliced in as they are, never parsed and
+    // re-serialized (replaying a backlog is this loop, and it is the hot part).
+    let mut body =
+        String::with_capacity(events.iter().map(|(_, e)| e.len() + 40).sum::<usize>() + 64);
+    body.push_str("{\"events\":[");
+    for (index, (offset, event)) in events.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str("{\"offset\":");
+        body.push_str(&offset.to_string());
+        body.push_str(",\"event\":");
+        body.push_str(event);
+        body.push('}');
+    }
+    body.push_str("],\"next_after\":");
+    body.push_str(&last.to_string());
+    body.push('}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /v1/events/stream?types=GLOB&after=OFFSET`, resuming after `Last-Event-ID`. Each
@@ -188,7 +205,7 @@ pub async fn stream(
         patterns: Patterns,
         types: Option<TypeGlob>,
         after: Offset,
-        buffer: VecDeque<(Offset, serde_json::Value)>,
+        buffer: VecDeque<(Offset, String)>,
         head: tokio::sync::watch::Receiver<Offset>,
         stop: tokio::sync::watch::Receiver<bool>,
     }
@@ -207,9 +224,7 @@ pub async fn stream(
                 return None;
             }
             if let Some((offset, event)) = cursor.buffer.pop_front() {
-                let message = SseEvent::default()
-                    .id(offset.to_string())
-                    .data(event.to_string());
+                let message = SseEvent::default().id(offset.to_string()).data(event);
                 return Some((Ok::<_, Infallible>(message), cursor));
             }
             match page(
