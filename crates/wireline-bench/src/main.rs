@@ -11,6 +11,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod events;
 mod hooks;
 mod null_proxy;
 mod poll;
@@ -65,6 +66,19 @@ enum Bench {
         /// Sources polled every 60 s.
         #[arg(long, default_value_t = 10_000)]
         sources: usize,
+    },
+    /// The event-sourced pattern: replay to a pull consumer, trigger evaluation through 100
+    /// rules, one million pending absence timers. Needs the release `wireline` binary.
+    Events {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Events in the replayed log and in the trigger workload.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Pending absence timers.
+        #[arg(long, default_value_t = 1_000_000)]
+        timers: usize,
     },
     /// (Used by `proxy`.) A bare forwarding proxy, the floor under any proxy's cost.
     #[command(hide = true)]
@@ -125,6 +139,11 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(null_proxy::run(upstream))
         }
         Bench::Hooks { runs, events } => bench_runtime()?.block_on(hooks::run(runs, events)),
+        Bench::Events {
+            runs,
+            events,
+            timers,
+        } => bench_runtime()?.block_on(events::run(runs, events, timers)),
         Bench::Store {
             runs,
             events,

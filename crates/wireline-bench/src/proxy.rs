@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-const TOKEN: &str = "bench-agent-token-0123456789";
+pub(crate) const TOKEN: &str = "bench-agent-token-0123456789";
 
 struct Upstream {
     address: std::net::SocketAddr,

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wireline_config::model::Config;
 use wireline_core::{Event, Offset};
 use wireline_store::{Store, StoreError};
@@ -211,17 +211,29 @@ impl Runner {
         Ok(())
     }
 
-    /// Appends the derived events of `fired` (emptying it).
+    /// Appends the derived events of `fired` (emptying it), all at once: the store's group
+    /// commit makes them one transaction instead of one fsync each.
     async fn emit(&mut self, fired: &mut Vec<Fired>) -> Result<(), StoreError> {
-        for fire in fired.drain(..) {
-            let rule = self.rules.name(fire.rule).to_owned();
-            let (dedupe, event) = derived(&rule, &self.emits[fire.rule], &fire);
-            let appended = self.store.append(&dedupe, &event).await?;
+        let derived: Vec<(String, String, Fired)> = fired
+            .drain(..)
+            .map(|fire| {
+                let rule = self.rules.name(fire.rule).to_owned();
+                let emit = self.emits[fire.rule].clone();
+                (rule, emit, fire)
+            })
+            .collect();
+        let appends = derived.iter().map(|(rule, emit, fire)| {
+            let (dedupe, event) = derived_event(rule, emit, fire);
+            let store = Arc::clone(&self.store);
+            async move { store.append(&dedupe, &event).await }
+        });
+        let appended = futures_util::future::try_join_all(appends).await?;
+        for ((rule, emit, fire), appended) in derived.iter().zip(appended) {
             if !appended.duplicate {
                 self.head.bump(appended.offset);
                 metrics::counter!("wireline_triggers_fired_total", "rule" => rule.clone())
                     .increment(1);
-                info!(rule, subject = %fire.subject, emit = %event.ty, offset = %appended.offset, "trigger fired");
+                debug!(rule, subject = %fire.subject, emit, offset = %appended.offset, "trigger fired");
             }
         }
         Ok(())
@@ -229,7 +241,7 @@ impl Runner {
 }
 
 /// The derived event of a firing, and its dedupe id.
-pub fn derived(rule: &str, emit: &str, fire: &Fired) -> (String, Event) {
+pub fn derived_event(rule: &str, emit: &str, fire: &Fired) -> (String, Event) {
     let causes: Vec<serde_json::Value> = fire
         .causes
         .iter()

@@ -121,8 +121,10 @@ async fn page(
     let mut cursor = after;
     let mut scanned = 0;
     while found.len() < limit && scanned < scan {
+        // As many as are still wanted (at least 100, so sparse matches need few reads).
+        let want = (limit - found.len()).clamp(100, 1000);
         let events =
-            state.store.read(cursor, 500).await.map_err(|error| {
+            state.store.read(cursor, want).await.map_err(|error| {
                 store_unavailable("the log cannot be read", error, "retry shortly")
             })?;
         if events.is_empty() {
