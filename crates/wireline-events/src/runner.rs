@@ -30,6 +30,10 @@ use crate::rules::{Fired, Rules, Seen, namespace};
 pub const POSITION: &str = "triggers";
 /// Events read per page.
 const PAGE: usize = 1000;
+/// Pages applied between two stores of the state (while catching up; a caught-up runner
+/// stores at once). A subject touched on several pages is written once, and a crash repeats
+/// at most this many pages, whose derived events are then duplicates.
+const FLUSH_PAGES: usize = 10;
 
 /// How far the runner is: every event up to `offset` applied, and every timer due at `now`
 /// fired.
@@ -148,6 +152,8 @@ impl Runner {
         // A manual clock's every move is looked at (tests wait on `progress.now`).
         let mut ticks = self.clock.ticks();
         let mut fired = Vec::new();
+        // Pages applied since the state was last stored with its position.
+        let mut unflushed = 0;
         while !*self.stop.borrow() {
             let page = self.store.read(cursor, PAGE).await?;
             if let Some(last) = page.last() {
@@ -171,18 +177,24 @@ impl Runner {
                     );
                 }
                 self.emit(&mut fired).await?;
-                self.store
-                    .write_batch(self.rules.changes(), Some((POSITION.to_owned(), last)))
-                    .await?;
                 cursor = last;
+                unflushed += 1;
+                if unflushed >= FLUSH_PAGES {
+                    self.flush(cursor).await?;
+                    unflushed = 0;
+                }
                 continue;
+            }
+            if unflushed > 0 {
+                self.flush(cursor).await?;
+                unflushed = 0;
             }
             // Caught up: now the clock may fire timers.
             let now = self.clock.now();
             self.rules.due(now, &mut fired);
             if !fired.is_empty() {
                 self.emit(&mut fired).await?;
-                self.store.write_batch(self.rules.changes(), None).await?;
+                self.flush(cursor).await?;
                 continue; // the derived events are in the log: read them too
             }
             self.progress.send_replace(Progress {
@@ -208,7 +220,18 @@ impl Runner {
                 } => {}
             }
         }
+        if unflushed > 0 {
+            self.flush(cursor).await?;
+        }
         Ok(())
+    }
+
+    /// Stores the rules' changed state together with the position it reflects. Never one
+    /// without the other: state ahead of its position would apply events twice on restart.
+    async fn flush(&mut self, cursor: Offset) -> Result<(), StoreError> {
+        self.store
+            .write_batch(self.rules.changes(), Some((POSITION.to_owned(), cursor)))
+            .await
     }
 
     /// Appends the derived events of `fired` (emptying it), all at once: the store's group
