@@ -7,9 +7,10 @@ use anyhow::Context;
 use jiff::Timestamp;
 use wireline_core::{Offset, TypeGlob};
 use wireline_store::sqlite::SqliteStore;
-use wireline_store::{EventLog, EventQuery, Store, StoredEvent};
+use wireline_store::{EventLog, EventQuery, StateStore, Store, StoredEvent};
 
 use crate::cli::{EventFilter, EventsAction};
+use crate::server::events::{CONSUMER_REPLAYS, ConsumerReplay};
 
 /// How often `tail` looks for new events.
 const TAIL_EVERY: Duration = Duration::from_millis(250);
@@ -206,10 +207,6 @@ async fn replay_in(
     let head = store.head().await?;
     let total = head.0 - after.0;
     if let Some(consumer) = to.strip_prefix("consumer:") {
-        anyhow::ensure!(
-            types.is_none(),
-            "a pull consumer picks its types itself: replay without --type and add types=GLOB to its GET /v1/events?consumer=NAME requests"
-        );
         let (agent, name) = consumer
             .split_once(':')
             .context("write --to consumer:AGENT:NAME")?;
@@ -217,12 +214,26 @@ async fn replay_in(
             loaded.config.agents.contains_key(agent),
             "no agent {agent:?} in the config"
         );
-        store
-            .commit_offset(&format!("consumer:{agent}:{name}"), after)
-            .await?;
+        let key = format!("consumer:{agent}:{name}");
+        match types {
+            Some(glob) => {
+                let filter = ConsumerReplay {
+                    types: glob.as_str().to_owned(),
+                    until: head,
+                };
+                store
+                    .put(CONSUMER_REPLAYS, &key, &serde_json::to_vec(&filter)?, None)
+                    .await?;
+            }
+            None => {
+                store.delete(CONSUMER_REPLAYS, &key).await?;
+            }
+        }
+        store.commit_offset(&key, after).await?;
         println!(
-            "consumer {name} of {agent} now reads from offset {} ({total} events up to the head at {head}); its next GET /v1/events?consumer={name} starts there",
-            first.offset
+            "consumer {name} of {agent} now reads from offset {} ({total} events up to the head at {head}{}); its next GET /v1/events?consumer={name} starts there",
+            first.offset,
+            types.map_or_else(String::new, |glob| format!(", only {glob} until then"))
         );
         return Ok(());
     }

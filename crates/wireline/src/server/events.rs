@@ -112,6 +112,39 @@ pub async fn produce(
         .into_response())
 }
 
+/// Namespace of type filters of replays to pull consumers (key: the consumer's offset name).
+pub(crate) const CONSUMER_REPLAYS: &str = "consumer-replays";
+
+/// A replay to a pull consumer limited to some types, up to the head at the request.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ConsumerReplay {
+    pub types: String,
+    pub until: Offset,
+}
+
+/// The type filter of a replay to the consumer, while it applies (from `after` on).
+pub(super) async fn replay_filter(
+    state: &AppState,
+    agent: &str,
+    name: &str,
+    after: Offset,
+) -> Result<Option<(wireline_core::TypeGlob, Offset)>, ApiError> {
+    let key = consumer_key(agent, name)?;
+    let found = state
+        .store
+        .get(CONSUMER_REPLAYS, &key, jiff::Timestamp::now())
+        .await
+        .map_err(|error| store_unavailable("the consumer cannot be read", error, "retry shortly"))?
+        .and_then(|bytes| serde_json::from_slice::<ConsumerReplay>(&bytes).ok());
+    let Some(replay) = found else { return Ok(None) };
+    if after >= replay.until {
+        // Done: the consumer has read past the replayed range.
+        let _ = state.store.delete(CONSUMER_REPLAYS, &key).await;
+        return Ok(None);
+    }
+    Ok(replay.types.parse().ok().map(|glob| (glob, replay.until)))
+}
+
 fn consumer_key(agent: &str, name: &str) -> Result<String, ApiError> {
     if name.is_empty()
         || name.len() > 100

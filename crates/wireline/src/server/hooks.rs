@@ -113,6 +113,7 @@ async fn page(
     state: &AppState,
     patterns: &Patterns,
     types: Option<&TypeGlob>,
+    replay: Option<&(TypeGlob, Offset)>,
     after: Offset,
     limit: usize,
     scan: usize,
@@ -133,7 +134,12 @@ async fn page(
         for stored in events {
             scanned += 1;
             cursor = stored.offset;
-            if patterns.matches(&stored.ty) && types.is_none_or(|glob| glob.matches(&stored.ty)) {
+            let replayed = replay
+                .is_none_or(|(glob, until)| stored.offset > *until || glob.matches(&stored.ty));
+            if replayed
+                && patterns.matches(&stored.ty)
+                && types.is_none_or(|glob| glob.matches(&stored.ty))
+            {
                 found.push((stored.offset, stored.body));
                 if found.len() == limit {
                     break;
@@ -153,14 +159,28 @@ pub async fn pull(
     let patterns = allowed(&state, &headers)?;
     let types = type_filter(query.types.as_deref())?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let after = match (query.after, &query.consumer) {
-        (Some(after), _) => Offset(after),
+    let (after, replay) = match (query.after, &query.consumer) {
+        (Some(after), _) => (Offset(after), None),
         (None, Some(name)) => {
-            super::events::committed(&state, &agent(&state, &headers)?, name).await?
+            let agent = agent(&state, &headers)?;
+            let after = super::events::committed(&state, &agent, name).await?;
+            (
+                after,
+                super::events::replay_filter(&state, &agent, name, after).await?,
+            )
         }
-        (None, None) => Offset::START,
+        (None, None) => (Offset::START, None),
     };
-    let (events, last) = page(&state, &patterns, types.as_ref(), after, limit, 10_000).await?;
+    let (events, last) = page(
+        &state,
+        &patterns,
+        types.as_ref(),
+        replay.as_ref(),
+        after,
+        limit,
+        10_000,
+    )
+    .await?;
     // The stored CloudEvents are JSON already: spliced in as they are, never parsed and
     // re-serialized (replaying a backlog is this loop, and it is the hot part).
     let mut body =
@@ -233,6 +253,7 @@ pub async fn stream(
                 &cursor.state,
                 &cursor.patterns,
                 cursor.types.as_ref(),
+                None,
                 cursor.after,
                 100,
                 5_000,

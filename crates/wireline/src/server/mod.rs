@@ -4,7 +4,7 @@
 //! theirs (`/hooks`, `/proxy`, `/v1`) into [`router`] as they arrive.
 
 mod direct;
-mod events;
+pub(crate) mod events;
 mod hooks;
 mod problem;
 

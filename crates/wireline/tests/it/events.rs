@@ -486,7 +486,67 @@ payload = "30d"
         "only the type asked for: {got:?}"
     );
 
+    // The same to a pull consumer: only payments up to the head at the replay, then all.
+    let replay = cli(&[
+        "events",
+        "replay",
+        "--from",
+        "1",
+        "--type",
+        "app.payment.*",
+        "--to",
+        "consumer:crm:audit",
+    ]);
+    assert!(replay.status.success(), "{}", crate::text(&replay.stderr));
+    assert_eq!(
+        produce("s2", "app.user.signup", &now.to_string())
+            .await
+            .expect("ok")
+            .status(),
+        201
+    );
+    let pulled = |consumer: &'static str| {
+        let request = http
+            .get(server.url(&format!("/v1/events?consumer={consumer}")))
+            .bearer_auth("crm-token-2");
+        async move {
+            let page: serde_json::Value = request
+                .send()
+                .await
+                .expect("pull")
+                .json()
+                .await
+                .expect("json");
+            page
+        }
+    };
+    let page = pulled("audit").await;
+    let ids: Vec<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        ["p0", "p1", "s2"],
+        "payments of the replayed range, then everything new"
+    );
+
     // Rebuilding the projection from offset 0 gives the same state.
+    let state: serde_json::Value = eventually("the projection has s2", || async {
+        let state: serde_json::Value = http
+            .get(server.url("/v1/projections/customers/subjects/u1"))
+            .bearer_auth("crm-token-2")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (state["events"] == 5).then_some(state)
+    })
+    .await;
     let rebuilt = cli(&["projections", "rebuild", "customers"]);
     assert!(rebuilt.status.success(), "{}", crate::text(&rebuilt.stderr));
     let again: serde_json::Value = http
