@@ -229,6 +229,8 @@ impl Runner {
     /// Stores the rules' changed state together with the position it reflects. Never one
     /// without the other: state ahead of its position would apply events twice on restart.
     async fn flush(&mut self, cursor: Offset) -> Result<(), StoreError> {
+        metrics::gauge!("wireline_triggers_pending_timers").set(self.rules.pending_timers() as f64);
+        metrics::gauge!("wireline_triggers_position").set(cursor.0 as f64);
         self.store
             .write_batch(self.rules.changes(), Some((POSITION.to_owned(), cursor)))
             .await
