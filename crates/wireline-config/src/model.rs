@@ -52,6 +52,122 @@ pub struct Config {
     /// How events are indexed.
     #[serde(default)]
     pub events: EventsConfig,
+    /// The built-in service emulators (`wireline mock`, `wireline demo`, `wireline test`).
+    #[serde(default)]
+    pub mock: MockConfig,
+}
+
+/// `[mock]`: the built-in emulators of Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot and
+/// Salesforce, on one loopback listener, each under its own prefix (`/stripe`, `/slack`, ...).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MockConfig {
+    /// Address and port of the emulators.
+    #[serde(default = "default_mock_listen")]
+    pub listen: SocketAddr,
+    /// Which emulators run (default: all): `stripe`, `slack`, `github`, `shopify`,
+    /// `sendgrid`, `hubspot`, `salesforce`.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Seed of every random choice (ids, faults), so a failing run can be replayed exactly.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where each emulator sends its signed webhooks, by emulator name.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, MockWebhook>,
+    /// Faults by emulator (`stripe`) or by emulator and path prefix
+    /// (`"stripe:/v1/payment_intents"`; the longest matching prefix wins).
+    #[serde(default)]
+    pub faults: BTreeMap<String, Faults>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_mock_listen(),
+            services: Vec::new(),
+            seed: 0,
+            webhooks: BTreeMap::new(),
+            faults: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_mock_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7490))
+}
+
+/// `[mock.webhooks.NAME]`: where an emulator sends its webhooks, signed the provider's way.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MockWebhook {
+    /// The endpoint, e.g. `http://127.0.0.1:7480/hooks/stripe`.
+    pub url: String,
+    /// The signing secret, as a secret reference (the same one Wireline verifies with).
+    pub secret: Secret,
+}
+
+/// Faults an emulator injects. Every probability is between 0.0 and 1.0; each request (or
+/// webhook) draws from the seeded generator.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Share of requests answered with an error status from `error_codes`.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// The error statuses drawn from (default 500, 502, 503).
+    #[serde(default)]
+    pub error_codes: Vec<u16>,
+    /// Added latency, uniformly between the two durations, e.g. `["20ms", "200ms"]`.
+    #[serde(default)]
+    pub latency: Option<[Duration; 2]>,
+    /// Share of requests never answered (the client's timeout fires).
+    #[serde(default)]
+    pub timeout_rate: f64,
+    /// Share of requests whose connection is cut before a response is complete.
+    #[serde(default)]
+    pub reset_rate: f64,
+    /// Share of requests answered 429 with `Retry-After` (a storm: set it to 1.0 for a while
+    /// through the admin endpoint).
+    #[serde(default)]
+    pub rate_limit_rate: f64,
+    /// The `Retry-After` of those 429s.
+    #[serde(default = "default_fault_retry_after")]
+    pub retry_after: Duration,
+    /// Share of webhooks never sent.
+    #[serde(default)]
+    pub webhook_drop_rate: f64,
+    /// Share of webhooks sent twice.
+    #[serde(default)]
+    pub webhook_duplicate_rate: f64,
+    /// Share of webhooks held back and sent after the next one (out of order).
+    #[serde(default)]
+    pub webhook_reorder_rate: f64,
+    /// Delay before each webhook is sent.
+    #[serde(default)]
+    pub webhook_delay: Option<Duration>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.0,
+            error_codes: Vec::new(),
+            latency: None,
+            timeout_rate: 0.0,
+            reset_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after: default_fault_retry_after(),
+            webhook_drop_rate: 0.0,
+            webhook_duplicate_rate: 0.0,
+            webhook_reorder_rate: 0.0,
+            webhook_delay: None,
+        }
+    }
+}
+
+fn default_fault_retry_after() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// `[events]`: indexing of the log.
@@ -1016,6 +1132,9 @@ impl Config {
             if let Some(secret) = &mut subscription.secret {
                 found.push((format!("subscriptions[{index}].secret"), secret));
             }
+        }
+        for (name, webhook) in &mut self.mock.webhooks {
+            found.push((format!("mock.webhooks.{name}.secret"), &mut webhook.secret));
         }
         found
     }

@@ -1,0 +1,718 @@
+//! The emulators over real HTTP: the providers' documented shapes, headers and errors,
+//! webhook signatures, and seeded faults.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use wireline_config::model::Faults;
+use wireline_mock::{Kind, Mock, Options, Running, Target};
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+/// A webhook receiver on loopback; returns its URL and what it received.
+async fn receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = Router::new()
+        .fallback(
+            |axum::extract::State(received): axum::extract::State<Received>,
+             headers: HeaderMap,
+             body: axum::body::Bytes| async move {
+                received.lock().unwrap().push((headers, body.to_vec()));
+                "ok"
+            },
+        )
+        .with_state(Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+async fn start(options: Options) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Mock::new(options).serve(listener).unwrap()
+}
+
+fn client() -> reqwest::Client {
+    wireline_direct::client::build(None).unwrap()
+}
+
+async fn wait_for(received: &Received, count: usize) -> Vec<(HeaderMap, Vec<u8>)> {
+    for _ in 0..500 {
+        if received.lock().unwrap().len() >= count {
+            return received.lock().unwrap().clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "expected {count} webhooks, got {}",
+        received.lock().unwrap().len()
+    );
+}
+
+fn hmac(secret: &str, message: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Stripe's form encoding.
+fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        form.append_pair(k.as_ref(), v.as_ref());
+    }
+    form.finish()
+}
+
+const STRIPE_KEY: &str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_payments_refunds_events_and_signed_webhooks() {
+    let (hook_url, received) = receiver().await;
+    let secret = "whsec_test_emulator_secret";
+    let mock = start(Options {
+        services: vec![Kind::Stripe],
+        webhooks: BTreeMap::from([(
+            Kind::Stripe,
+            Target {
+                url: hook_url,
+                secret: secret.into(),
+            },
+        )]),
+        ..Options::default()
+    })
+    .await;
+    let base = mock.url(Kind::Stripe);
+    let http = client();
+    let post = |path: &str, form: &[(&str, &str)]| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(STRIPE_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(form))
+            .send()
+    };
+    let unauthenticated = http
+        .get(format!("{base}/v1/customers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let body: Value = unauthenticated.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let customer: Value = post(
+        "/v1/customers",
+        &[("email", "ada@example.com"), ("metadata[plan]", "pro")],
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(customer["id"].as_str().unwrap().starts_with("cus_"));
+    assert_eq!(customer["metadata"]["plan"], "pro");
+    let missing = post("/v1/payment_intents", &[("currency", "eur")])
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    assert!(
+        missing.headers()["request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "parameter_missing");
+    assert_eq!(body["error"]["param"], "amount");
+
+    let intent: Value = post(
+        "/v1/payment_intents",
+        &[
+            ("amount", "2000"),
+            ("currency", "eur"),
+            ("customer", customer["id"].as_str().unwrap()),
+        ],
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(intent["status"], "requires_payment_method");
+    let id = intent["id"].as_str().unwrap();
+    let confirmed: Value = post(
+        &format!("/v1/payment_intents/{id}/confirm"),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(confirmed["status"], "succeeded");
+    assert_eq!(confirmed["amount_received"], 2000);
+    let again = post(&format!("/v1/payment_intents/{id}/confirm"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        400,
+        "a succeeded intent cannot be confirmed again"
+    );
+
+    let declined_intent: Value = post(
+        "/v1/payment_intents",
+        &[("amount", "500"), ("currency", "eur")],
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let declined = post(
+        &format!(
+            "/v1/payment_intents/{}/confirm",
+            declined_intent["id"].as_str().unwrap()
+        ),
+        &[("payment_method", "pm_card_chargeDeclined")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(declined.status(), 402);
+    let body: Value = declined.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "card_error");
+    assert_eq!(body["error"]["decline_code"], "generic_decline");
+
+    let refund: Value = post("/v1/refunds", &[("payment_intent", id), ("amount", "500")])
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refund["status"], "succeeded");
+    let too_much = post("/v1/refunds", &[("payment_intent", id), ("amount", "5000")])
+        .await
+        .unwrap();
+    assert_eq!(too_much.status(), 400);
+    let charge: Value = http
+        .get(format!(
+            "{base}/v1/charges/{}",
+            confirmed["latest_charge"].as_str().unwrap()
+        ))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(charge["amount_refunded"], 500);
+    assert_eq!(charge["refunded"], false);
+
+    // The events feed: newest first, paged with has_more / starting_after.
+    let first: Value = http
+        .get(format!("{base}/v1/events?limit=3"))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["object"], "list");
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["data"][0]["type"], "charge.refunded");
+    let last_id = first["data"][2]["id"].as_str().unwrap();
+    let rest: Value = http
+        .get(format!(
+            "{base}/v1/events?limit=100&starting_after={last_id}"
+        ))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["has_more"], false);
+    let all: Vec<String> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "charge.refunded",
+            "refund.created",
+            "payment_intent.payment_failed",
+            "charge.failed",
+            "payment_intent.created",
+            "payment_intent.succeeded",
+            "charge.succeeded",
+            "payment_intent.created",
+            "customer.created"
+        ]
+    );
+
+    // Every event went out as a webhook signed the way Stripe documents.
+    let hooks = wait_for(&received, all.len()).await;
+    for (headers, body) in &hooks {
+        let signature = headers["stripe-signature"].to_str().unwrap();
+        let (t, v1) = signature.split_once(",v1=").unwrap();
+        let t = t.strip_prefix("t=").unwrap();
+        let mut signed = format!("{t}.").into_bytes();
+        signed.extend_from_slice(body);
+        assert_eq!(hex::encode(hmac(secret, &signed)), v1);
+    }
+    let first_hook: Value = serde_json::from_slice(&hooks[0].1).unwrap();
+    assert_eq!(first_hook["type"], "customer.created");
+    assert_eq!(first_hook["object"], "event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_idempotency_replays_refuses_mismatches_and_conflicts_in_flight() {
+    let mock = start(Options {
+        services: vec![Kind::Stripe],
+        ..Options::default()
+    })
+    .await;
+    let base = mock.url(Kind::Stripe);
+    let http = client();
+    let create = |key: &str, amount: &str| {
+        http.post(format!("{base}/v1/payment_intents"))
+            .bearer_auth(STRIPE_KEY)
+            .header("idempotency-key", key)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[("amount", amount), ("currency", "usd")]))
+            .send()
+    };
+    let first = create("k1", "1000").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let replay = create("k1", "1000").await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(
+        replay["id"], first["id"],
+        "the stored response, not a second intent"
+    );
+    let mismatch = create("k1", "2000").await.unwrap();
+    assert_eq!(mismatch.status(), 400);
+    let body: Value = mismatch.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "idempotency_error");
+    let listed: Value = http
+        .get(format!("{base}/v1/payment_intents"))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    // A slow request is in flight: the same key meanwhile gets 409.
+    mock.mock.set_faults(
+        "stripe:/v1/payment_intents",
+        Some(Faults {
+            latency: Some(["300ms".parse().unwrap(), "301ms".parse().unwrap()]),
+            ..Faults::default()
+        }),
+    );
+    let slow = tokio::spawn(create("k2", "1000"));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let conflict = create("k2", "1000").await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+
+    // A 5xx (the request never executed) is not stored: a retry executes.
+    mock.mock.set_faults(
+        "stripe:/v1/payment_intents",
+        Some(Faults {
+            error_rate: 1.0,
+            error_codes: vec![503],
+            ..Faults::default()
+        }),
+    );
+    assert_eq!(create("k3", "1000").await.unwrap().status(), 503);
+    mock.mock.set_faults("stripe:/v1/payment_intents", None);
+    let retried = create("k3", "1000").await.unwrap();
+    assert_eq!(retried.status(), 200);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_seeded_so_a_run_replays_exactly() {
+    let faults = Faults {
+        error_rate: 0.3,
+        rate_limit_rate: 0.2,
+        ..Faults::default()
+    };
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let mock = start(Options {
+            services: vec![Kind::Sendgrid],
+            seed: 42,
+            faults: BTreeMap::from([("sendgrid".to_owned(), faults.clone())]),
+            ..Options::default()
+        })
+        .await;
+        let http = client();
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            let response = http
+                .post(format!("{}/v3/mail/send", mock.url(Kind::Sendgrid)))
+                .bearer_auth("SG.test")
+                .json(&json!({"personalizations": [{"to": [{"email": "a@example.com"}]}], "from": {"email": "b@example.com"}, "subject": "hi", "content": [{"type": "text/plain", "value": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 429 {
+                assert_eq!(response.headers()["retry-after"], "1");
+            }
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(mock.mock.requests()["sendgrid"]["POST /v3/mail/send"], 60);
+        outcomes.push(statuses);
+    }
+    assert_eq!(outcomes[0], outcomes[1], "same seed, same faults");
+    let errors = outcomes[0].iter().filter(|s| **s >= 500).count();
+    let limited = outcomes[0].iter().filter(|s| **s == 429).count();
+    assert!(
+        (5..=35).contains(&errors) && (3..=25).contains(&limited),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(outcomes[0].contains(&202));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_limits_each_channel_to_one_message_a_second_and_signs_callbacks() {
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![Kind::Slack],
+        webhooks: BTreeMap::from([(
+            Kind::Slack,
+            Target {
+                url: hook_url,
+                secret: "slack-signing".into(),
+            },
+        )]),
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let post = |channel: &str| {
+        http.post(format!("{}/api/chat.postMessage", mock.url(Kind::Slack)))
+            .bearer_auth("xoxb-test")
+            .json(&json!({"channel": channel, "text": "deploy finished"}))
+            .send()
+    };
+    let first: Value = post("#ops").await.unwrap().json().await.unwrap();
+    assert_eq!(first["ok"], true);
+    let burst = post("#ops").await.unwrap();
+    assert_eq!(burst.status(), 429);
+    assert_eq!(burst.headers()["retry-after"], "1");
+    let other: Value = post("#sales").await.unwrap().json().await.unwrap();
+    assert_eq!(other["ok"], true, "the limit is per channel");
+    let unauthenticated: Value = http
+        .post(format!("{}/api/chat.postMessage", mock.url(Kind::Slack)))
+        .json(&json!({"channel": "#ops", "text": "x"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated["error"], "not_authed");
+    let hooks = wait_for(&received, 2).await;
+    let (headers, body) = &hooks[0];
+    let ts = headers["x-slack-request-timestamp"].to_str().unwrap();
+    let mut signed = format!("v0:{ts}:").into_bytes();
+    signed.extend_from_slice(body);
+    assert_eq!(
+        headers["x-slack-signature"].to_str().unwrap(),
+        format!("v0={}", hex::encode(hmac("slack-signing", &signed)))
+    );
+    let callback: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(callback["type"], "event_callback");
+    assert_eq!(callback["event"]["text"], "deploy finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_issues_etag_rate_limit_headers_and_signed_deliveries() {
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![Kind::Github],
+        webhooks: BTreeMap::from([(
+            Kind::Github,
+            Target {
+                url: hook_url,
+                secret: "gh-secret".into(),
+            },
+        )]),
+        ..Options::default()
+    })
+    .await;
+    let base = mock.url(Kind::Github);
+    let http = client();
+    let issue = http
+        .post(format!("{base}/repos/acme/app/issues"))
+        .bearer_auth("ghp_test")
+        .json(&json!({"title": "Checkout fails", "labels": ["bug"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issue.status(), 201);
+    assert_eq!(issue.headers()["x-ratelimit-limit"], "5000");
+    assert_eq!(issue.headers()["x-ratelimit-remaining"], "4999");
+    let issue: Value = issue.json().await.unwrap();
+    assert_eq!(issue["number"], 1);
+    let comment = http
+        .post(format!("{base}/repos/acme/app/issues/1/comments"))
+        .bearer_auth("ghp_test")
+        .json(&json!({"body": "Looking"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(comment.status(), 201);
+    let events = http
+        .get(format!("{base}/repos/acme/app/events"))
+        .bearer_auth("ghp_test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["x-poll-interval"], "60");
+    let etag = events.headers()["etag"].to_str().unwrap().to_owned();
+    let listed: Value = events.json().await.unwrap();
+    assert_eq!(listed[0]["type"], "IssueCommentEvent");
+    let unchanged = http
+        .get(format!("{base}/repos/acme/app/events"))
+        .bearer_auth("ghp_test")
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(
+        unchanged.headers()["x-ratelimit-remaining"],
+        "4997",
+        "a 304 costs nothing"
+    );
+    assert_eq!(
+        http.get(format!("{base}/repos/acme/app/issues/9"))
+            .bearer_auth("ghp_test")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(format!("{base}/repos/acme/app/issues"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let hooks = wait_for(&received, 2).await;
+    let kinds: Vec<&str> = hooks
+        .iter()
+        .map(|(h, _)| h["x-github-event"].to_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["issues", "issue_comment"]);
+    for (headers, body) in &hooks {
+        assert_eq!(
+            headers["x-hub-signature-256"].to_str().unwrap(),
+            format!("sha256={}", hex::encode(hmac("gh-secret", body)))
+        );
+        assert_eq!(headers["x-github-delivery"].to_str().unwrap().len(), 36);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopify_sendgrid_hubspot_and_salesforce_answer_in_their_shapes() {
+    use base64::Engine;
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![
+            Kind::Shopify,
+            Kind::Sendgrid,
+            Kind::Hubspot,
+            Kind::Salesforce,
+        ],
+        webhooks: BTreeMap::from([(
+            Kind::Shopify,
+            Target {
+                url: hook_url,
+                secret: "shpss_test".into(),
+            },
+        )]),
+        daily_quota: 3,
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let order = http
+        .post(format!("{}/admin/api/2024-01/orders.json", mock.url(Kind::Shopify)))
+        .header("x-shopify-access-token", "shpat_test")
+        .json(&json!({"order": {"email": "ada@example.com", "line_items": [{"title": "Mug", "price": "12.50", "quantity": 2}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    assert_eq!(order.headers()["x-shopify-shop-api-call-limit"], "1/40");
+    let order: Value = order.json().await.unwrap();
+    assert_eq!(order["order"]["total_price"], "25.00");
+    let hooks = wait_for(&received, 1).await;
+    let (headers, body) = &hooks[0];
+    assert_eq!(headers["x-shopify-topic"], "orders/create");
+    assert_eq!(
+        headers["x-shopify-hmac-sha256"].to_str().unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(hmac("shpss_test", body))
+    );
+
+    let mail = http.post(format!("{}/v3/mail/send", mock.url(Kind::Sendgrid))).bearer_auth("SG.key").json(&json!({"personalizations": [{"to": [{"email": "a@example.com"}]}], "from": {"email": "b@example.com"}, "subject": "Hi", "content": [{"type": "text/plain", "value": "Hello"}]})).send().await.unwrap();
+    assert_eq!(mail.status(), 202);
+    assert_eq!(mail.headers()["x-ratelimit-limit"], "600");
+    let invalid = http.post(format!("{}/v3/mail/send", mock.url(Kind::Sendgrid))).bearer_auth("SG.key").json(&json!({"personalizations": [{"to": [{"email": "a@example.com"}]}], "subject": "Hi", "content": [{"type": "text/plain", "value": "x"}]})).send().await.unwrap();
+    assert_eq!(invalid.status(), 400);
+    let body: Value = invalid.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "from.email");
+
+    let hubspot = |email: &str| {
+        http.post(format!(
+            "{}/crm/v3/objects/contacts",
+            mock.url(Kind::Hubspot)
+        ))
+        .bearer_auth("pat-test")
+        .json(&json!({"properties": {"email": email}}))
+        .send()
+    };
+    let created = hubspot("a@example.com").await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["x-hubspot-ratelimit-daily"], "3");
+    assert_eq!(
+        created.headers()["x-hubspot-ratelimit-daily-remaining"],
+        "2"
+    );
+    assert_eq!(hubspot("a@example.com").await.unwrap().status(), 409);
+    hubspot("b@example.com").await.unwrap();
+    let over = hubspot("c@example.com").await.unwrap();
+    assert_eq!(over.status(), 429);
+    let body: Value = over.json().await.unwrap();
+    assert_eq!(body["policyName"], "DAILY");
+
+    let salesforce = |body: Value| {
+        http.post(format!(
+            "{}/services/data/v59.0/sobjects/Contact",
+            mock.url(Kind::Salesforce)
+        ))
+        .bearer_auth("00Dtest")
+        .json(&body)
+        .send()
+    };
+    let created = salesforce(json!({"LastName": "Lovelace"})).await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["sforce-limit-info"], "api-usage=1/3");
+    let missing = salesforce(json!({"FirstName": "Ada"})).await.unwrap();
+    assert_eq!(missing.status(), 400);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    salesforce(json!({"LastName": "B"})).await.unwrap();
+    let over = salesforce(json!({"LastName": "C"})).await.unwrap();
+    assert_eq!(over.status(), 403);
+    let body: Value = over.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_faults_drop_and_duplicate_and_the_admin_reports_them() {
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![Kind::Stripe],
+        webhooks: BTreeMap::from([(
+            Kind::Stripe,
+            Target {
+                url: hook_url,
+                secret: "whsec_x".into(),
+            },
+        )]),
+        faults: BTreeMap::from([(
+            "stripe".to_owned(),
+            Faults {
+                webhook_drop_rate: 0.3,
+                webhook_duplicate_rate: 0.3,
+                ..Faults::default()
+            },
+        )]),
+        seed: 7,
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    for n in 0..40 {
+        http.post(format!("{}/v1/customers", mock.url(Kind::Stripe)))
+            .bearer_auth(STRIPE_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[("email", format!("u{n}@example.com"))]))
+            .send()
+            .await
+            .unwrap();
+    }
+    let stats: Value = loop {
+        let stats: Value = http
+            .get(format!("http://{}/__admin/webhooks", mock.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let s = &stats["stripe"];
+        if s["produced"] == 40
+            && s["delivered"].as_u64().unwrap()
+                == 40 - s["dropped"].as_u64().unwrap() + s["duplicated"].as_u64().unwrap()
+        {
+            break stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let s = &stats["stripe"];
+    assert!(
+        s["dropped"].as_u64().unwrap() > 0 && s["duplicated"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    assert_eq!(
+        received.lock().unwrap().len() as u64,
+        s["delivered"].as_u64().unwrap()
+    );
+    // Faults change at runtime through the admin endpoint.
+    let set = http
+        .put(format!("http://{}/__admin/faults/stripe", mock.address))
+        .json(&json!({"rate_limit_rate": 1.0, "retry_after": "7s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 204);
+    let limited = http
+        .get(format!("{}/v1/customers", mock.url(Kind::Stripe)))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    assert_eq!(limited.headers()["stripe-should-retry"], "true");
+}
