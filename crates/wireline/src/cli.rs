@@ -97,6 +97,23 @@ pub enum Command {
         #[command(subcommand)]
         action: ReconcileAction,
     },
+    /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
+    /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
+    /// file is there. Ctrl-C stops them.
+    Mock {
+        /// The config file whose `[mock]` section to use (optional).
+        #[arg(short, long, env = "WIRELINE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only these emulators, comma-separated (default: `[mock] services`, else all).
+        #[arg(long, value_delimiter = ',')]
+        service: Vec<String>,
+        /// The port (default: `[mock] listen`, else 7490).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The seed of ids and faults (default: `[mock] seed`, else 0).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
     Schema {
         /// Output format.

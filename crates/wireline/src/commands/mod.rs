@@ -5,6 +5,7 @@ mod check;
 mod deliveries;
 mod events;
 mod init;
+mod mock;
 mod projections;
 mod reconcile;
 mod run;
@@ -24,6 +25,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check::run(&config.config),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
+        Command::Mock {
+            config,
+            service,
+            port,
+            seed,
+        } => mock::run(config.as_deref(), &service, port, seed, cli.log_format),
         Command::Deliveries { action } => deliveries::run(action),
         Command::Events { action } => events::run(action),
         Command::Projections { action } => projections::run(action),

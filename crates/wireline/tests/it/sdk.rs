@@ -200,3 +200,100 @@ async fn the_official_stripe_sdk_works_unchanged_through_the_proxy() {
     );
     drop(server);
 }
+
+/// `wireline mock`, as a user starts it: returns the child and the emulators' base address.
+pub fn start_mock(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = crate::wireline()
+        .args(["mock", "--port", "0"])
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wireline mock starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("read");
+    let address = first
+        .strip_prefix("wireline emulators on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[tokio::test]
+async fn the_official_stripe_sdk_works_against_the_emulator() {
+    let sdk = tokio::task::spawn_blocking(stripe_sdk_path)
+        .await
+        .expect("sdk path");
+    let (mut mock, address) = start_mock(&["--service", "stripe"]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/stripe_emulator.py");
+    let base = format!("{address}/stripe");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("PYTHONPATH", sdk)
+            .env("STRIPE_EMULATOR", base)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("joined");
+    let _ = mock.kill();
+    let _ = mock.wait();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert!(seen["customer"].as_str().expect("id").starts_with("cus_"));
+    assert_eq!(seen["metadata"], serde_json::json!({"plan": "pro"}));
+    assert_eq!(seen["fetched"], "ada@example.com");
+    assert_eq!(seen["updated_name"], "Ada Lovelace");
+    assert_eq!(seen["idempotent_same_id"], true);
+    assert_eq!(seen["created_status"], "requires_payment_method");
+    assert_eq!(seen["confirmed_status"], "succeeded");
+    assert_eq!(seen["retrieved_status"], "succeeded");
+    assert_eq!(seen["charge_paid"], true);
+    assert_eq!(
+        seen["declined"],
+        serde_json::json!({"code": "card_declined", "decline_code": "generic_decline", "status": 402})
+    );
+    assert_eq!(seen["mismatch"], 400);
+    assert_eq!(
+        seen["missing"],
+        serde_json::json!({"status": 404, "code": "resource_missing"})
+    );
+    assert_eq!(
+        seen["refund"],
+        serde_json::json!({"status": "succeeded", "amount": 500})
+    );
+    assert_eq!(seen["charge_refunded"], 500);
+    assert_eq!(seen["charges_listed"], 2);
+    let types: Vec<&str> = seen["event_types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .map(|t| t.as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "charge.refunded",
+            "refund.created",
+            "payment_intent.payment_failed",
+            "charge.failed",
+            "payment_intent.created",
+            "payment_intent.succeeded",
+            "charge.succeeded",
+            "payment_intent.created",
+            "customer.updated",
+            "customer.created"
+        ],
+        "every event, newest first, across the SDK's pages"
+    );
+}
