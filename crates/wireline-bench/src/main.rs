@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod events;
 mod hooks;
+mod mock;
 mod null_proxy;
 mod poll;
 mod proxy;
@@ -80,6 +81,16 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         timers: usize,
     },
+    /// The built-in emulators: GETs per second against a bare handler. Needs the release
+    /// `wireline` binary.
+    Mock {
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Requests per run.
+        #[arg(long, default_value_t = 40_000)]
+        requests: usize,
+    },
     /// (Used by `proxy`.) A bare forwarding proxy, the floor under any proxy's cost.
     #[command(hide = true)]
     NullProxy {
@@ -139,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(null_proxy::run(upstream))
         }
         Bench::Hooks { runs, events } => bench_runtime()?.block_on(hooks::run(runs, events)),
+        Bench::Mock { runs, requests } => bench_runtime()?.block_on(mock::run(runs, requests)),
         Bench::Events {
             runs,
             events,

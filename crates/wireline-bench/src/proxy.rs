@@ -22,12 +22,12 @@ use axum::response::IntoResponse;
 
 pub(crate) const TOKEN: &str = "bench-agent-token-0123456789";
 
-struct Upstream {
-    address: std::net::SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) address: std::net::SocketAddr,
     hits: Arc<AtomicU64>,
 }
 
-async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
+pub(crate) async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
     let hits = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .fallback(
@@ -138,26 +138,32 @@ pub(crate) fn spawn(
     })
 }
 
-struct Load {
-    per_second: f64,
-    latencies: Vec<Duration>,
+pub(crate) struct Load {
+    pub(crate) per_second: f64,
+    pub(crate) latencies: Vec<Duration>,
 }
 
 /// `connections` clients, each with one connection, sending `total` GETs in all.
-async fn load(url: &str, connections: usize, total: usize, auth: bool) -> anyhow::Result<Load> {
+pub(crate) async fn load(
+    url: &str,
+    connections: usize,
+    total: usize,
+    token: Option<&str>,
+) -> anyhow::Result<Load> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..connections {
         let client = wireline_direct::client::build(None).map_err(anyhow::Error::msg)?;
         let url = url.to_owned();
+        let token = token.map(str::to_owned);
         let count = (worker..total).step_by(connections).count();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(count);
             for _ in 0..count {
                 let begun = Instant::now();
                 let mut request = client.get(&url);
-                if auth {
-                    request = request.bearer_auth(TOKEN);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
                 }
                 let response = request.send().await?;
                 let _ = response.bytes().await?;
@@ -197,9 +203,9 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
     let null = NullProxy::start(&fast.address.to_string())?;
     let null_url = format!("http://{}/v1/customers/cus_1", null.address);
     // Warm the paths (connections, caches).
-    load(&direct_url, 8, 2_000, false).await?;
-    load(&proxy_url, 8, 2_000, true).await?;
-    load(&null_url, 8, 2_000, false).await?;
+    load(&direct_url, 8, 2_000, None).await?;
+    load(&proxy_url, 8, 2_000, Some(TOKEN)).await?;
+    load(&null_url, 8, 2_000, None).await?;
 
     let mut rows: Vec<(String, Vec<f64>, &str)> = Vec::new();
     for connections in [1usize, 64] {
@@ -219,9 +225,9 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
         let mut null_added_p50 = Vec::new();
         let mut of_null = Vec::new();
         for _ in 0..runs {
-            let direct = load(&direct_url, connections, total, false).await?;
-            let proxied = load(&proxy_url, connections, total, true).await?;
-            let bare = load(&null_url, connections, total, false).await?;
+            let direct = load(&direct_url, connections, total, None).await?;
+            let proxied = load(&proxy_url, connections, total, Some(TOKEN)).await?;
+            let bare = load(&null_url, connections, total, None).await?;
             null_ratio.push(bare.per_second / direct.per_second * 100.0);
             null_added_p50.push(
                 micros(percentile(&bare.latencies, 0.5))
@@ -310,7 +316,7 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
     for _ in 0..runs {
         let before = flaky.hits.load(Ordering::Relaxed);
         let agent_requests = requests / 4;
-        load(&proxy_url, 16, agent_requests, true).await?;
+        load(&proxy_url, 16, agent_requests, Some(TOKEN)).await?;
         let hits = flaky.hits.load(Ordering::Relaxed) - before;
         attempts.push(hits as f64 / agent_requests as f64);
     }
@@ -333,11 +339,11 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
         ),
     )?;
     let down_url = format!("http://{}/proxy/down/v1/x", wireline.address);
-    load(&down_url, 1, 10, true).await?;
+    load(&down_url, 1, 10, Some(TOKEN)).await?;
     let mut rejection_p50 = Vec::new();
     let mut rejection_p99 = Vec::new();
     for _ in 0..runs {
-        let rejected = load(&down_url, 1, 2_000, true).await?;
+        let rejected = load(&down_url, 1, 2_000, Some(TOKEN)).await?;
         rejection_p50.push(micros(percentile(&rejected.latencies, 0.5)));
         rejection_p99.push(micros(percentile(&rejected.latencies, 0.99)));
     }
