@@ -20,7 +20,7 @@ pub mod secret;
 mod starter;
 mod validate;
 
-pub use load::{Finding, Loaded, Severity, load, load_str};
+pub use load::{Finding, Loaded, Severity, load, load_in, load_str, load_str_in};
 pub use model::Config;
 pub use reference::{json_schema, reference_markdown};
 pub use secret::{Env, Secret};

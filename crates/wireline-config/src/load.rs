@@ -92,6 +92,12 @@ impl Loaded {
 /// Reads, validates and resolves the config at `path`. On failure, every finding (errors and
 /// warnings) in file order.
 pub fn load(path: &Path, env: &Env) -> Result<Loaded, Vec<Finding>> {
+    load_in(path, env, None)
+}
+
+/// Like [`load`], in environment `environment` (`[environments.NAME]`): its overrides applied,
+/// its secrets resolved (and no other environment's), its guards checked.
+pub fn load_in(path: &Path, env: &Env, environment: Option<&str>) -> Result<Loaded, Vec<Finding>> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         vec![whole_file(
             path,
@@ -100,12 +106,22 @@ pub fn load(path: &Path, env: &Env) -> Result<Loaded, Vec<Finding>> {
             ),
         )]
     })?;
-    load_str(&text, path, env)
+    load_str_in(&text, path, env, environment)
 }
 
 /// Like [`load`], for a config already in memory; `path` names it in messages and anchors
 /// relative paths.
 pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Finding>> {
+    load_str_in(text, path, env, None)
+}
+
+/// Like [`load_in`], for a config already in memory.
+pub fn load_str_in(
+    text: &str,
+    path: &Path,
+    env: &Env,
+    environment: Option<&str>,
+) -> Result<Loaded, Vec<Finding>> {
     let base_dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -160,16 +176,66 @@ pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Findin
             .into_iter()
             .map(|(key_path, severity, message)| locate(key_path, severity, message)),
     );
+    if let Some(name) = environment
+        && !config.environments.contains_key(name)
+    {
+        let declared: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+        findings.push(whole_file(
+            path,
+            format!(
+                "--env {name}: no [environments.{name}] in the config; declared: {}",
+                if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                }
+            ),
+        ));
+    }
     if findings.iter().any(Finding::is_error) {
         return Err(sorted(findings));
     }
 
     let dotenv = read_dotenv(&base_dir.join(".env")).map_err(|finding| vec![finding])?;
-    for (key_path, secret) in config.secrets_mut() {
+    let production = environment
+        .and_then(|name| config.environments.get(name))
+        .map(|e| e.production);
+    for (key_path, secret) in config.secrets_for(environment) {
         match secret::resolve(secret.source(), env, &dotenv, &base_dir) {
-            Ok(value) => secret.set_value(value),
+            Ok(value) => {
+                if let (Some(production), Some(name)) = (production, environment)
+                    && let Some(problem) = key_guard(&value, production, name)
+                {
+                    findings.push(locate(key_path, Severity::Error, problem));
+                }
+                secret.set_value(value);
+            }
             Err(message) => findings.push(locate(key_path, Severity::Error, message)),
         }
+    }
+    if let Some(name) = environment {
+        if production == Some(true) {
+            for (service_name, service) in &config.services {
+                let overridden = config.environments[name]
+                    .services
+                    .get(service_name)
+                    .and_then(|o| o.base_url.as_deref());
+                let (url, key_path) = match overridden {
+                    Some(url) => (
+                        url,
+                        format!("environments.{name}.services.{service_name}.base_url"),
+                    ),
+                    None => (
+                        service.base_url.as_str(),
+                        format!("services.{service_name}.base_url"),
+                    ),
+                };
+                if url.starts_with("http://") {
+                    findings.push(locate(key_path, Severity::Error, format!("environment {name} is production: upstreams must be https://, not plain http")));
+                }
+            }
+        }
+        config.apply_environment(name);
     }
     for key_path in malformed_signing_secrets(&config) {
         findings.push(locate(
@@ -187,6 +253,26 @@ pub fn load_str(text: &str, path: &Path, env: &Env) -> Result<Loaded, Vec<Findin
         base_dir,
         warnings: sorted(findings),
     })
+}
+
+/// Live keys outside production and test keys inside it, by the providers' key prefixes.
+/// The message names the kind of key, never the key.
+fn key_guard(value: &secrecy::SecretString, production: bool, environment: &str) -> Option<String> {
+    use secrecy::ExposeSecret;
+    const LIVE: [&str; 3] = ["sk_live_", "rk_live_", "pk_live_"];
+    const TEST: [&str; 3] = ["sk_test_", "rk_test_", "pk_test_"];
+    let value = value.expose_secret();
+    if !production && LIVE.iter().any(|p| value.starts_with(p)) {
+        return Some(format!(
+            "this resolves to a live key, and environment {environment} is not production; use the provider's test key here, or mark a production environment with production = true"
+        ));
+    }
+    if production && TEST.iter().any(|p| value.starts_with(p)) {
+        return Some(format!(
+            "this resolves to a test key, and environment {environment} is production; use the live key here"
+        ));
+    }
+    None
 }
 
 fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {

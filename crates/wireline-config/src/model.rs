@@ -55,6 +55,10 @@ pub struct Config {
     /// The built-in service emulators (`wireline mock`, `wireline demo`, `wireline test`).
     #[serde(default)]
     pub mock: MockConfig,
+    /// The environment applied at load (`--env`), if any. Not a key of the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub active_environment: Option<String>,
 }
 
 /// `[mock]`: the built-in emulators of Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot and
@@ -1088,7 +1092,11 @@ pub struct Retention {
     pub payload: Option<Duration>,
 }
 
-/// `[environments.NAME]`: a profile (dev, staging, prod) with its own guards.
+/// `[environments.NAME]`: a profile (dev, staging, prod) chosen with `--env NAME` (or
+/// `WIRELINE_ENV`): each service's base URL and credentials for that environment. Guards:
+/// live keys (`sk_live_`, `rk_live_`, `pk_live_`) are refused outside a `production`
+/// environment, test keys (`sk_test_`, ...) inside one, a production environment refuses
+/// `http://` upstreams, and two environments may not share a credential.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
@@ -1098,11 +1106,76 @@ pub struct Environment {
     /// What the environment is for.
     #[serde(default)]
     pub description: Option<String>,
+    /// Start the built-in emulators (`[mock]`) with the server (for a dev environment whose
+    /// services point at them).
+    #[serde(default)]
+    pub mock: bool,
+    /// Per service (a key of `[services]`), what differs in this environment.
+    #[serde(default)]
+    pub services: BTreeMap<String, EnvironmentService>,
+}
+
+/// `[environments.NAME.services.SERVICE]`: a service's settings in one environment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentService {
+    /// The base URL here, e.g. the emulator's `http://127.0.0.1:7490/stripe` in dev.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The credential here (same forms as `[services.NAME] auth`).
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// The webhook signing secret here.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Config {
-    /// Every secret in the config with its key path, for resolution and audit.
+    /// Applies environment `name`'s overrides to `[services]` (after its secrets were
+    /// resolved) and records it as the active one.
+    pub fn apply_environment(&mut self, name: &str) {
+        let Some(environment) = self.environments.get(name).cloned() else {
+            return;
+        };
+        for (service_name, overrides) in environment.services {
+            let Some(service) = self.services.get_mut(&service_name) else {
+                continue;
+            };
+            if let Some(base_url) = overrides.base_url {
+                service.base_url = base_url;
+            }
+            if let Some(auth) = overrides.auth {
+                service.auth = Some(auth);
+            }
+            if let (Some(secret), Some(webhook)) = (overrides.webhook_secret, &mut service.webhook)
+            {
+                webhook.secret = secret;
+            }
+        }
+        self.active_environment = Some(name.to_owned());
+    }
+}
+
+impl Config {
+    /// Every secret in the config with its key path, for resolution and audit (no
+    /// environment selected: the environments' own secrets are left out).
     pub fn secrets_mut(&mut self) -> Vec<(String, &mut Secret)> {
+        self.secrets_for(None)
+    }
+
+    /// Every secret the config uses in environment `environment`: the base ones it does not
+    /// override, and its own (the other environments' are never resolved: a dev machine
+    /// need not hold production keys).
+    pub fn secrets_for(&mut self, environment: Option<&str>) -> Vec<(String, &mut Secret)> {
+        let overridden: BTreeMap<String, (bool, bool)> = environment
+            .and_then(|name| self.environments.get(name))
+            .map(|env| {
+                env.services
+                    .iter()
+                    .map(|(name, o)| (name.clone(), (o.auth.is_some(), o.webhook_secret.is_some())))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut found = Vec::new();
         for (name, agent) in &mut self.agents {
             found.push((format!("agents.{name}.token"), &mut agent.token));
@@ -1115,16 +1188,35 @@ impl Config {
             }
         }
         for (name, service) in &mut self.services {
-            if let Some(auth) = &mut service.auth {
+            let (auth_overridden, secret_overridden) =
+                overridden.get(name).copied().unwrap_or_default();
+            if let Some(auth) = &mut service.auth
+                && !auth_overridden
+            {
                 auth_secrets(format!("services.{name}.auth"), auth, &mut found);
             }
             if let Some(webhook) = &mut service.webhook {
-                found.push((
-                    format!("services.{name}.webhook.secret"),
-                    &mut webhook.secret,
-                ));
+                if !secret_overridden {
+                    found.push((
+                        format!("services.{name}.webhook.secret"),
+                        &mut webhook.secret,
+                    ));
+                }
                 if let Some(next) = &mut webhook.next_secret {
                     found.push((format!("services.{name}.webhook.next_secret"), next));
+                }
+            }
+        }
+        if let Some(name) = environment
+            && let Some(env) = self.environments.get_mut(name)
+        {
+            for (service, overrides) in &mut env.services {
+                let at = format!("environments.{name}.services.{service}");
+                if let Some(auth) = &mut overrides.auth {
+                    auth_secrets(format!("{at}.auth"), auth, &mut found);
+                }
+                if let Some(secret) = &mut overrides.webhook_secret {
+                    found.push((format!("{at}.webhook_secret"), secret));
                 }
             }
         }

@@ -36,6 +36,7 @@ pub(crate) fn config(config: &Config) -> Found {
     }
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
+    environments(config, &mut found);
     found
 }
 
@@ -524,6 +525,88 @@ fn triggers(config: &Config, found: &mut Found) {
                         "nothing in this config produces events of type {glob}: types start with a service name (webhooks, polls), \"wireline.\" (audit, alerts), another trigger's emit, or an agent's events:write:PREFIX; fix the type or give a producer that scope"
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// The references of the secrets in an `auth` (for comparing credentials without values).
+fn auth_references(auth: &crate::model::Auth) -> Vec<String> {
+    use crate::model::Auth;
+    match auth {
+        Auth::Bearer(secret) => vec![secret.source().to_string()],
+        Auth::Basic(basic) => vec![basic.password.source().to_string()],
+        Auth::Header { value, .. } | Auth::Query { value, .. } => vec![value.source().to_string()],
+        Auth::OAuth2(oauth2) => vec![oauth2.client_secret.source().to_string()],
+    }
+}
+
+fn environments(config: &Config, found: &mut Found) {
+    for (name, environment) in &config.environments {
+        for (service, overrides) in &environment.services {
+            let at = format!("environments.{name}.services.{service}");
+            let Some(base) = config.services.get(service) else {
+                error(
+                    found,
+                    at,
+                    format!(
+                        "service \"{service}\" is not configured; add [services.{service}] or fix the name"
+                    ),
+                );
+                continue;
+            };
+            if let Some(url) = &overrides.base_url
+                && url::Url::parse(url).is_err()
+            {
+                error(
+                    found,
+                    format!("{at}.base_url"),
+                    format!("{url:?} is not a URL; write it like https://api.example.com"),
+                );
+            }
+            if overrides.webhook_secret.is_some() && base.webhook.is_none() {
+                error(
+                    found,
+                    format!("{at}.webhook_secret"),
+                    format!(
+                        "[services.{service}] has no webhook to sign; remove webhook_secret or add [services.{service}.webhook]"
+                    ),
+                );
+            }
+        }
+    }
+    // Each environment its own keys: the same credential reference in two environments
+    // (set in both, or one inheriting the base that another sets too) is an error.
+    if config.environments.len() < 2 {
+        return;
+    }
+    for (service_name, service) in &config.services {
+        let mut seen: Vec<(String, &str, String)> = Vec::new(); // (reference, environment, key path)
+        for (name, environment) in &config.environments {
+            let overridden = environment
+                .services
+                .get(service_name)
+                .and_then(|o| o.auth.as_ref());
+            let (auth, at) = match overridden {
+                Some(auth) => (
+                    Some(auth),
+                    format!("environments.{name}.services.{service_name}.auth"),
+                ),
+                None => (service.auth.as_ref(), format!("environments.{name}")),
+            };
+            let Some(auth) = auth else { continue };
+            for reference in auth_references(auth) {
+                if let Some((_, other, _)) = seen.iter().find(|(r, _, _)| *r == reference) {
+                    error(
+                        found,
+                        at.clone(),
+                        format!(
+                            "environments {other} and {name} share the credential of service {service_name} ({reference}); give each environment its own key in [environments.NAME.services.{service_name}] auth"
+                        ),
+                    );
+                } else {
+                    seen.push((reference, name, at.clone()));
+                }
             }
         }
     }

@@ -16,6 +16,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "WIRELINE_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// The environment (`[environments.NAME]`: dev, staging, prod) whose service URLs and
+    /// credentials to use, with its guards.
+    #[arg(long = "env", global = true, env = "WIRELINE_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -406,3 +406,115 @@ fn trigger_rules_are_checked() {
     )
     .unwrap_or_else(|f| panic!("{f:#?}"));
 }
+
+#[test]
+fn environments_pick_urls_and_keys_and_guard_them() {
+    use wireline_config::load_str_in;
+    let text = r#"
+[services.stripe]
+base_url = "https://api.stripe.com"
+auth = { bearer = "${env:STRIPE_LIVE}" }
+[environments.dev]
+mock = true
+[environments.dev.services.stripe]
+base_url = "http://127.0.0.1:7490/stripe"
+auth = { bearer = "${env:STRIPE_DEV}" }
+[environments.staging.services.stripe]
+auth = { bearer = "${env:STRIPE_TEST}" }
+[environments.prod]
+production = true
+"#;
+    let path = std::env::temp_dir().join("wireline-config-tests-no-dotenv/wireline.toml");
+    let vars = |pairs: &[(&str, &str)]| env(pairs);
+    // dev: the emulator and the dev key; the live key need not exist on this machine.
+    let dev = load_str_in(
+        text,
+        &path,
+        &vars(&[("STRIPE_DEV", "sk_test_dev")]),
+        Some("dev"),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    let stripe = &dev.config.services["stripe"];
+    assert_eq!(stripe.base_url, "http://127.0.0.1:7490/stripe");
+    let Some(wireline_config::model::Auth::Bearer(secret)) = &stripe.auth else {
+        panic!("bearer")
+    };
+    assert_eq!(secret.value().unwrap().expose_secret(), "sk_test_dev");
+    assert_eq!(dev.config.active_environment.as_deref(), Some("dev"));
+    // A live key outside production is refused, and the message never shows it.
+    let findings = load_str_in(
+        text,
+        &path,
+        &vars(&[("STRIPE_TEST", "sk_live_leaked123")]),
+        Some("staging"),
+    )
+    .unwrap_err();
+    let shown = findings[0].to_string();
+    assert!(
+        shown.contains("environments.staging.services.stripe.auth.bearer"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("live key") && !shown.contains("leaked123"),
+        "{shown}"
+    );
+    // A test key in production is refused.
+    let findings = load_str_in(
+        text,
+        &path,
+        &vars(&[("STRIPE_LIVE", "sk_test_oops")]),
+        Some("prod"),
+    )
+    .unwrap_err();
+    assert!(
+        findings[0].to_string().contains("test key"),
+        "{}",
+        findings[0]
+    );
+    load_str_in(
+        text,
+        &path,
+        &vars(&[("STRIPE_LIVE", "sk_live_ok")]),
+        Some("prod"),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    // Production refuses plain http upstreams.
+    let http_prod = text.replace("https://api.stripe.com", "http://127.0.0.1:9999");
+    let findings = load_str_in(
+        &http_prod,
+        &path,
+        &vars(&[("STRIPE_LIVE", "sk_live_ok")]),
+        Some("prod"),
+    )
+    .unwrap_err();
+    assert!(
+        findings[0].to_string().contains("must be https://"),
+        "{}",
+        findings[0]
+    );
+    // An unknown environment names the declared ones.
+    let findings = load_str_in(text, &path, &vars(&[]), Some("qa")).unwrap_err();
+    assert!(
+        findings[0]
+            .to_string()
+            .contains("declared: dev, prod, staging"),
+        "{}",
+        findings[0]
+    );
+    // Two environments with one key is an error.
+    let shared = text.replace("${env:STRIPE_TEST}", "${env:STRIPE_DEV}");
+    let findings = load_str_in(
+        &shared,
+        &path,
+        &vars(&[("STRIPE_DEV", "sk_test_dev")]),
+        Some("dev"),
+    )
+    .unwrap_err();
+    assert!(
+        findings[0]
+            .to_string()
+            .contains("environments dev and staging share the credential of service stripe"),
+        "{}",
+        findings[0]
+    );
+}

@@ -6,7 +6,7 @@ use anyhow::bail;
 use wireline_config::Env;
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let findings = match wireline_config::load(path, &Env::process()) {
+    let findings = match wireline_config::load_in(path, &Env::process(), super::environment()) {
         Ok(loaded) => loaded.warnings,
         Err(findings) => findings,
     };
@@ -21,6 +21,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    println!("{}: ok ({warnings} warning(s))", path.display());
+    match super::environment() {
+        Some(name) => println!("{} (environment {name}): ok ({warnings} warning(s))", path.display()),
+        None => println!("{}: ok ({warnings} warning(s))", path.display()),
+    }
     Ok(())
 }

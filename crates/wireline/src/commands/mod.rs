@@ -18,8 +18,16 @@ use wireline_config::{Env, Finding, Loaded};
 
 use crate::cli::{Cli, Command};
 
+/// The environment of `--env` / `WIRELINE_ENV`, for every command that loads the config.
+static ENVIRONMENT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+fn environment() -> Option<&'static str> {
+    ENVIRONMENT.get().and_then(Option::as_deref)
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = ENVIRONMENT.set(cli.environment.clone());
     match cli.command {
         Command::Init { dir, force } => init::run(&dir, force),
         Command::Check { config } => check::run(&config.config),
@@ -54,7 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Loads the config for a command that needs a valid one; the error is one line: the first
 /// error, and how many more `check` would show.
 fn load_config(path: &Path) -> anyhow::Result<Loaded> {
-    match wireline_config::load(path, &Env::process()) {
+    match wireline_config::load_in(path, &Env::process(), environment()) {
         Ok(loaded) => Ok(loaded),
         Err(findings) => {
             let errors: Vec<&Finding> = findings.iter().filter(|f| f.is_error()).collect();

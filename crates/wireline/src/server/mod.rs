@@ -69,6 +69,25 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let listener = TcpListener::bind(server_config.listen)
         .await
         .map_err(|error| bind_error(server_config.listen, &error))?;
+    // An environment with `mock = true` (dev) brings the emulators its services point at.
+    let emulators = match loaded
+        .config
+        .active_environment
+        .as_ref()
+        .and_then(|name| loaded.config.environments.get(name))
+    {
+        Some(environment) if environment.mock => {
+            let options = wireline_mock::Options::from_config(&loaded.config.mock)
+                .map_err(anyhow::Error::msg)?;
+            let address = loaded.config.mock.listen;
+            let running = wireline_mock::Mock::start(options, address)
+                .await
+                .with_context(|| format!("cannot start the emulators on {address}; set [mock] listen to a free port"))?;
+            info!(address = %running.address, "emulators listening");
+            Some(running)
+        }
+        _ => None,
+    };
     let store_path = loaded.storage_path();
     let store = SqliteStore::open(&store_path)?;
     let address = listener.local_addr()?;
@@ -175,7 +194,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         ),
     };
     let app = router(state, server_config.body_limit);
-    info!(%address, storage = %store_path.display(), version = env!("CARGO_PKG_VERSION"), "wireline listening");
+    info!(%address, storage = %store_path.display(), environment = loaded.config.active_environment.as_deref().unwrap_or("-"), version = env!("CARGO_PKG_VERSION"), "wireline listening");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // No Nagle delay on responses: agents wait on every reply.
@@ -230,6 +249,9 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .close()
         .await
         .context("flushing the store at shutdown failed")?;
+    if let Some(emulators) = emulators {
+        emulators.shutdown().await;
+    }
     info!("stopped");
     Ok(())
 }
