@@ -150,6 +150,13 @@ pub struct Faults {
     /// Delay before each webhook is sent.
     #[serde(default)]
     pub webhook_delay: Option<Duration>,
+    /// Answer exactly the next N requests with the first of `error_codes` (default 503), then
+    /// behave: a deterministic outage for scenarios and the demo.
+    #[serde(default)]
+    pub fail_next: u32,
+    /// Drop exactly the next N webhooks.
+    #[serde(default)]
+    pub webhook_drop_next: u32,
 }
 
 impl Default for Faults {
@@ -166,6 +173,8 @@ impl Default for Faults {
             webhook_duplicate_rate: 0.0,
             webhook_reorder_rate: 0.0,
             webhook_delay: None,
+            fail_next: 0,
+            webhook_drop_next: 0,
         }
     }
 }

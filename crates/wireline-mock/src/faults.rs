@@ -37,7 +37,7 @@ async fn inject(
             .entry(format!("{} {path}", request.method()))
             .or_default() += 1;
     }
-    let Some(faults) = shared.faults_for(kind, &path) else {
+    let Some(faults) = shared.faults_for(kind, &path, false) else {
         return next.run(request).await;
     };
     if let Some([low, high]) = faults.latency {
@@ -70,13 +70,17 @@ async fn inject(
         }
         return response;
     }
-    if shared.chance(faults.error_rate) {
+    if faults.fail_next > 0 || shared.chance(faults.error_rate) {
         let codes = if faults.error_codes.is_empty() {
             vec![500, 502, 503]
         } else {
             faults.error_codes.clone()
         };
-        let code = codes[shared.pick(0..codes.len() as u64) as usize];
+        let code = if faults.fail_next > 0 {
+            faults.error_codes.first().copied().unwrap_or(503)
+        } else {
+            codes[shared.pick(0..codes.len() as u64) as usize]
+        };
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return server_error(kind, status);
     }

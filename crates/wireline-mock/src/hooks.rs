@@ -88,12 +88,12 @@ impl Sender {
                     return;
                 };
                 let name = hook.kind.name().to_owned();
-                let faults = shared.faults_for(hook.kind, "").unwrap_or_default();
+                let faults = shared.faults_for(hook.kind, "", true).unwrap_or_default();
                 lock(&counts).entry(name.clone()).or_default().produced += 1;
                 if let Some(delay) = faults.webhook_delay {
                     tokio::time::sleep(delay.get()).await;
                 }
-                if shared.chance(faults.webhook_drop_rate) {
+                if faults.webhook_drop_next > 0 || shared.chance(faults.webhook_drop_rate) {
                     lock(&counts).entry(name).or_default().dropped += 1;
                     continue;
                 }

@@ -233,24 +233,49 @@ impl Shared {
         }
     }
 
-    /// The faults for `kind` at `path`: the longest matching `kind:prefix`, else `kind`.
-    pub(crate) fn faults_for(&self, kind: Kind, path: &str) -> Option<Faults> {
-        let faults = self
-            .faults
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// The key of the faults for `kind` at `path`: the longest matching `kind:prefix`, else
+    /// `kind`.
+    fn faults_key(faults: &BTreeMap<String, Faults>, kind: Kind, path: &str) -> Option<String> {
         let name = kind.name();
         faults
-            .iter()
-            .filter_map(|(key, f)| match key.split_once(':') {
+            .keys()
+            .filter_map(|key| match key.split_once(':') {
                 Some((service, prefix)) if service == name && path.starts_with(prefix) => {
-                    Some((prefix.len() + 1, f))
+                    Some((prefix.len() + 1, key))
                 }
-                None if key == name => Some((0, f)),
+                None if key == name => Some((0, key)),
                 _ => None,
             })
             .max_by_key(|(len, _)| *len)
-            .map(|(_, f)| f.clone())
+            .map(|(_, key)| key.clone())
+    }
+
+    /// The faults for `kind` at `path`. The count-based ones (`fail_next`,
+    /// `webhook_drop_next`) are used up here: the copy returned has them at most 1, and the
+    /// stored one is decremented.
+    pub(crate) fn faults_for(&self, kind: Kind, path: &str, webhook: bool) -> Option<Faults> {
+        let mut faults = self
+            .faults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = Self::faults_key(&faults, kind, path)?;
+        let stored = faults.get_mut(&key)?;
+        let mut copy = stored.clone();
+        let counter = if webhook {
+            copy.fail_next = 0;
+            &mut stored.webhook_drop_next
+        } else {
+            copy.webhook_drop_next = 0;
+            &mut stored.fail_next
+        };
+        let take = u32::from(*counter > 0);
+        *counter -= take;
+        if webhook {
+            copy.webhook_drop_next = take;
+        } else {
+            copy.fail_next = take;
+        }
+        Some(copy)
     }
 }
 

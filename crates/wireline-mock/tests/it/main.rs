@@ -716,3 +716,51 @@ async fn webhook_faults_drop_and_duplicate_and_the_admin_reports_them() {
     assert_eq!(limited.headers()["retry-after"], "7");
     assert_eq!(limited.headers()["stripe-should-retry"], "true");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_faults_fail_exactly_the_next_requests_and_drop_exactly_the_next_webhooks() {
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![Kind::Stripe],
+        webhooks: BTreeMap::from([(
+            Kind::Stripe,
+            Target {
+                url: hook_url,
+                secret: "whsec_x".into(),
+            },
+        )]),
+        faults: BTreeMap::from([(
+            "stripe".to_owned(),
+            Faults {
+                fail_next: 2,
+                webhook_drop_next: 1,
+                ..Faults::default()
+            },
+        )]),
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let response = http
+            .post(format!("{}/v1/customers", mock.url(Kind::Stripe)))
+            .bearer_auth(STRIPE_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[("email", format!("u{n}@example.com"))]))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [503, 503, 200, 200]);
+    let hooks = wait_for(&received, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "the first of two webhooks was dropped"
+    );
+    let body: Value = serde_json::from_slice(&hooks[0].1).unwrap();
+    assert_eq!(body["data"]["object"]["email"], "u3@example.com");
+}

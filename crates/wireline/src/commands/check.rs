@@ -22,7 +22,10 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         );
     }
     match super::environment() {
-        Some(name) => println!("{} (environment {name}): ok ({warnings} warning(s))", path.display()),
+        Some(name) => println!(
+            "{} (environment {name}): ok ({warnings} warning(s))",
+            path.display()
+        ),
         None => println!("{}: ok ({warnings} warning(s))", path.display()),
     }
     Ok(())

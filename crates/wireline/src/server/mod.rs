@@ -82,7 +82,11 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             let address = loaded.config.mock.listen;
             let running = wireline_mock::Mock::start(options, address)
                 .await
-                .with_context(|| format!("cannot start the emulators on {address}; set [mock] listen to a free port"))?;
+                .with_context(|| {
+                    format!(
+                        "cannot start the emulators on {address}; set [mock] listen to a free port"
+                    )
+                })?;
             info!(address = %running.address, "emulators listening");
             Some(running)
         }
