@@ -1,7 +1,8 @@
 //! `/__admin`: faults at runtime, what each emulator was asked and sent, custom webhooks.
 //!
-//! - `PUT /__admin/faults/{key}` with a JSON `Faults` (`key`: `stripe` or
-//!   `stripe:/v1/payment_intents`), `DELETE /__admin/faults/{key}`, `GET /__admin/faults`
+//! - `PUT /__admin/faults/{key}` with a JSON `Faults` (`key`: `stripe`, or with a path
+//!   `stripe:/v1/payment_intents`, slashes as they are), `DELETE /__admin/faults/{key}`,
+//!   `GET /__admin/faults`
 //! - `GET /__admin/requests`: per emulator, requests by `METHOD /path`
 //! - `GET /__admin/webhooks`: per emulator, webhooks produced, delivered, dropped, ...
 //! - `POST /__admin/slack/events` with an `event` object: sends it as a signed
@@ -22,7 +23,7 @@ use crate::{Shared, lock};
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/faults", get(list_faults))
-        .route("/faults/{key}", put(set_faults).delete(clear_faults))
+        .route("/faults/{*key}", put(set_faults).delete(clear_faults))
         .route("/requests", get(requests))
         .route("/webhooks", get(webhooks))
         .route("/slack/events", post(slack_event))

@@ -102,6 +102,10 @@ pub enum Command {
         #[command(subcommand)]
         action: ReconcileAction,
     },
+    /// See Wireline work in one command, without any account: the five integration patterns
+    /// with faults switched on, against the built-in emulators, with a temporary store; ends
+    /// with a summary and exits 0 when every step behaved as intended.
+    Demo,
     /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
     /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
     /// file is there. Ctrl-C stops them.

@@ -439,7 +439,7 @@ production = true
     let Some(wireline_config::model::Auth::Bearer(secret)) = &stripe.auth else {
         panic!("bearer")
     };
-    assert_eq!(secret.value().unwrap().expose_secret(), "sk_test_dev");
+    assert_eq!(secret.value().expect("resolved").expose_secret(), "sk_test_dev");
     assert_eq!(dev.config.active_environment.as_deref(), Some("dev"));
     // A live key outside production is refused, and the message never shows it.
     let findings = load_str_in(
@@ -448,7 +448,7 @@ production = true
         &vars(&[("STRIPE_TEST", "sk_live_leaked123")]),
         Some("staging"),
     )
-    .unwrap_err();
+    .expect_err("refused");
     let shown = findings[0].to_string();
     assert!(
         shown.contains("environments.staging.services.stripe.auth.bearer"),
@@ -465,7 +465,7 @@ production = true
         &vars(&[("STRIPE_LIVE", "sk_test_oops")]),
         Some("prod"),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert!(
         findings[0].to_string().contains("test key"),
         "{}",
@@ -486,14 +486,14 @@ production = true
         &vars(&[("STRIPE_LIVE", "sk_live_ok")]),
         Some("prod"),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert!(
         findings[0].to_string().contains("must be https://"),
         "{}",
         findings[0]
     );
     // An unknown environment names the declared ones.
-    let findings = load_str_in(text, &path, &vars(&[]), Some("qa")).unwrap_err();
+    let findings = load_str_in(text, &path, &vars(&[]), Some("qa")).expect_err("refused");
     assert!(
         findings[0]
             .to_string()
@@ -509,7 +509,7 @@ production = true
         &vars(&[("STRIPE_DEV", "sk_test_dev")]),
         Some("dev"),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert!(
         findings[0]
             .to_string()

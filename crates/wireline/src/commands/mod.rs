@@ -3,6 +3,7 @@
 mod call;
 mod check;
 mod deliveries;
+mod demo;
 mod events;
 mod init;
 mod mock;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check::run(&config.config),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
+        Command::Demo => demo::run(),
         Command::Mock {
             config,
             service,
