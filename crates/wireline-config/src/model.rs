@@ -79,6 +79,11 @@ pub struct MockConfig {
     /// Where each emulator sends its signed webhooks, by emulator name.
     #[serde(default)]
     pub webhooks: BTreeMap<String, MockWebhook>,
+    /// Stub services by name, served under `/NAME`: a WireMock mapping file or a folder of
+    /// them (`.json`, or the same keys in `.toml`; `bodyFileName`s under `__files`), relative
+    /// to this file, e.g. `{ ledger = "stubs/ledger" }`.
+    #[serde(default)]
+    pub stubs: BTreeMap<String, PathBuf>,
     /// Faults by emulator (`stripe`) or by emulator and path prefix
     /// (`"stripe:/v1/payment_intents"`; the longest matching prefix wins).
     #[serde(default)]
@@ -92,6 +97,7 @@ impl Default for MockConfig {
             services: Vec::new(),
             seed: 0,
             webhooks: BTreeMap::new(),
+            stubs: BTreeMap::new(),
             faults: BTreeMap::new(),
         }
     }

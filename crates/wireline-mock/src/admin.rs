@@ -5,6 +5,7 @@
 //!   `GET /__admin/faults`
 //! - `GET /__admin/requests`: per emulator, requests by `METHOD /path`
 //! - `GET /__admin/webhooks`: per emulator, webhooks produced, delivered, dropped, ...
+//! - `POST /__admin/scenarios/reset`: every stub scenario back to `Started` (as in WireMock)
 //! - `POST /__admin/slack/events` with an `event` object: sends it as a signed
 //!   `event_callback` (an `app_mention`, say).
 
@@ -27,6 +28,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/requests", get(requests))
         .route("/webhooks", get(webhooks))
         .route("/slack/events", post(slack_event))
+        .route("/scenarios/reset", post(reset_scenarios))
         .with_state(shared)
 }
 
@@ -72,6 +74,11 @@ async fn clear_faults(With(shared): With<Arc<Shared>>, Path(key): Path<String>) 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&key);
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn reset_scenarios(With(shared): With<Arc<Shared>>) -> Response {
+    shared.scenarios.reset();
+    StatusCode::OK.into_response()
 }
 
 async fn requests(With(shared): With<Arc<Shared>>) -> Response {

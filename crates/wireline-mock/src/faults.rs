@@ -18,13 +18,21 @@ use crate::{Kind, Shared, lock};
 /// sensible client timeout).
 const HANG: Duration = Duration::from_secs(300);
 
-/// Wraps an emulator's router in its fault layer.
-pub(crate) fn layer(kind: Kind, shared: Arc<Shared>, router: Router) -> Router {
-    router.layer(middleware::from_fn_with_state((kind, shared), inject))
+/// Wraps an emulator's (or a stub service's, `kind` `None`) router in its fault layer.
+pub(crate) fn layer(
+    name: String,
+    kind: Option<Kind>,
+    shared: Arc<Shared>,
+    router: Router,
+) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        (Arc::<str>::from(name), kind, shared),
+        inject,
+    ))
 }
 
 async fn inject(
-    State((kind, shared)): State<(Kind, Arc<Shared>)>,
+    State((name, kind, shared)): State<(Arc<str>, Option<Kind>, Arc<Shared>)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -32,12 +40,12 @@ async fn inject(
     {
         let mut counts = lock(&shared.counts);
         *counts
-            .entry(kind.name().to_owned())
+            .entry(name.to_string())
             .or_default()
             .entry(format!("{} {path}", request.method()))
             .or_default() += 1;
     }
-    let Some(faults) = shared.faults_for(kind, &path, false) else {
+    let Some(faults) = shared.faults_for(&name, &path, false) else {
         return next.run(request).await;
     };
     if let Some([low, high]) = faults.latency {
@@ -88,7 +96,14 @@ async fn inject(
 }
 
 /// A 429 in the provider's own shape.
-fn rate_limited(kind: Kind) -> Response {
+fn rate_limited(kind: Option<Kind>) -> Response {
+    let Some(kind) = kind else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"error": "rate limited (injected)"})),
+        )
+            .into_response();
+    };
     let body = match kind {
         Kind::Stripe => {
             serde_json::json!({"error": {"message": "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.", "type": "invalid_request_error", "code": "rate_limit"}})
@@ -120,12 +135,12 @@ fn rate_limited(kind: Kind) -> Response {
 }
 
 /// A 5xx in the provider's own shape.
-fn server_error(kind: Kind, status: StatusCode) -> Response {
+fn server_error(kind: Option<Kind>, status: StatusCode) -> Response {
     let body = match kind {
-        Kind::Stripe => {
+        Some(Kind::Stripe) => {
             serde_json::json!({"error": {"message": "An unknown error occurred", "type": "api_error"}})
         }
-        Kind::Slack => serde_json::json!({"ok": false, "error": "internal_error"}),
+        Some(Kind::Slack) => serde_json::json!({"ok": false, "error": "internal_error"}),
         _ => serde_json::json!({"message": status.canonical_reason().unwrap_or("Server Error")}),
     };
     (status, axum::Json(body)).into_response()

@@ -88,7 +88,9 @@ impl Sender {
                     return;
                 };
                 let name = hook.kind.name().to_owned();
-                let faults = shared.faults_for(hook.kind, "", true).unwrap_or_default();
+                let faults = shared
+                    .faults_for(hook.kind.name(), "", true)
+                    .unwrap_or_default();
                 lock(&counts).entry(name.clone()).or_default().produced += 1;
                 if let Some(delay) = faults.webhook_delay {
                     tokio::time::sleep(delay.get()).await;

@@ -25,6 +25,7 @@ mod sendgrid;
 mod shopify;
 mod slack;
 mod stripe;
+pub mod stubs;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -119,6 +120,8 @@ pub struct Options {
     pub faults: BTreeMap<String, Faults>,
     /// HubSpot's and Salesforce's daily request quota.
     pub daily_quota: u64,
+    /// Stub services by name (served under `/NAME`), from stub files.
+    pub stubs: BTreeMap<String, Vec<stubs::Stub>>,
 }
 
 impl Default for Options {
@@ -129,13 +132,15 @@ impl Default for Options {
             webhooks: BTreeMap::new(),
             faults: BTreeMap::new(),
             daily_quota: 250_000,
+            stubs: BTreeMap::new(),
         }
     }
 }
 
 impl Options {
-    /// From a loaded `[mock]` section (secrets resolved).
-    pub fn from_config(config: &MockConfig) -> Result<Self, String> {
+    /// From a loaded `[mock]` section (secrets resolved); stub paths are relative to
+    /// `base_dir` (the config's folder).
+    pub fn from_config(config: &MockConfig, base_dir: &std::path::Path) -> Result<Self, String> {
         use secrecy::ExposeSecret;
         let services = config
             .services
@@ -156,14 +161,23 @@ impl Options {
                 },
             );
         }
+        let mut stubs = BTreeMap::new();
+        for (name, path) in &config.stubs {
+            stubs.insert(name.clone(), stubs::load(&base_dir.join(path))?);
+        }
         for key in config.faults.keys() {
-            Kind::parse(key.split(':').next().unwrap_or_default())?;
+            let name = key.split(':').next().unwrap_or_default();
+            if !stubs.contains_key(name) {
+                Kind::parse(name)
+                    .map_err(|e| format!("mock.faults.{key}: {e} (or a [mock.stubs] name)"))?;
+            }
         }
         Ok(Self {
             services,
             seed: config.seed,
             webhooks,
             faults: config.faults.clone(),
+            stubs,
             ..Self::default()
         })
     }
@@ -182,6 +196,7 @@ pub(crate) struct Shared {
     github: Mutex<github::State>,
     shopify: Mutex<shopify::State>,
     crm: Mutex<crm::State>,
+    scenarios: stubs::Scenarios,
 }
 
 const ALPHANUMERIC: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -235,8 +250,7 @@ impl Shared {
 
     /// The key of the faults for `kind` at `path`: the longest matching `kind:prefix`, else
     /// `kind`.
-    fn faults_key(faults: &BTreeMap<String, Faults>, kind: Kind, path: &str) -> Option<String> {
-        let name = kind.name();
+    fn faults_key(faults: &BTreeMap<String, Faults>, name: &str, path: &str) -> Option<String> {
         faults
             .keys()
             .filter_map(|key| match key.split_once(':') {
@@ -250,15 +264,15 @@ impl Shared {
             .map(|(_, key)| key.clone())
     }
 
-    /// The faults for `kind` at `path`. The count-based ones (`fail_next`,
+    /// The faults for emulator or stub service `name` at `path`. The count-based ones (`fail_next`,
     /// `webhook_drop_next`) are used up here: the copy returned has them at most 1, and the
     /// stored one is decremented.
-    pub(crate) fn faults_for(&self, kind: Kind, path: &str, webhook: bool) -> Option<Faults> {
+    pub(crate) fn faults_for(&self, name: &str, path: &str, webhook: bool) -> Option<Faults> {
         let mut faults = self
             .faults
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = Self::faults_key(&faults, kind, path)?;
+        let key = Self::faults_key(&faults, name, path)?;
         let stored = faults.get_mut(&key)?;
         let mut copy = stored.clone();
         let counter = if webhook {
@@ -310,6 +324,7 @@ pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 pub struct Mock {
     shared: Arc<Shared>,
     services: Vec<Kind>,
+    stubs: Arc<BTreeMap<String, Vec<stubs::Stub>>>,
 }
 
 impl Mock {
@@ -332,10 +347,20 @@ impl Mock {
             github: Mutex::new(github::State::default()),
             shopify: Mutex::new(shopify::State::default()),
             crm: Mutex::new(crm::State::default()),
+            scenarios: stubs::Scenarios::default(),
         });
         // The sender draws its faults from the same seeded generator.
         shared.hooks.attach(Arc::downgrade(&shared));
-        Self { shared, services }
+        Self {
+            shared,
+            services,
+            stubs: Arc::new(options.stubs),
+        }
+    }
+
+    /// The stub services it serves.
+    pub fn stub_services(&self) -> Vec<String> {
+        self.stubs.keys().cloned().collect()
     }
 
     /// The emulators it runs.
@@ -357,11 +382,23 @@ impl Mock {
                 Kind::Salesforce => crm::salesforce_router(),
             }
             .with_state(Arc::clone(&self.shared));
-            let mut service = faults::layer(*kind, Arc::clone(&self.shared), service);
+            let mut service = faults::layer(
+                kind.name().to_owned(),
+                Some(*kind),
+                Arc::clone(&self.shared),
+                service,
+            );
             if *kind == Kind::Stripe {
                 service = stripe::outer(Arc::clone(&self.shared), service);
             }
             router = router.nest(&format!("/{}", kind.name()), service);
+        }
+        for (name, stubs) in self.stubs.iter() {
+            let service = stubs::router(name, stubs.clone(), Arc::clone(&self.shared));
+            router = router.nest(
+                &format!("/{name}"),
+                faults::layer(name.clone(), None, Arc::clone(&self.shared), service),
+            );
         }
         router
     }

@@ -122,6 +122,10 @@ pub enum Command {
         /// The seed of ids and faults (default: `[mock] seed`, else 0).
         #[arg(long)]
         seed: Option<u64>,
+        /// A stub service from WireMock mappings: `NAME=PATH` (a file or a folder), served
+        /// under `/NAME`. Repeatable; adds to `[mock] stubs`.
+        #[arg(long = "stubs", value_name = "NAME=PATH")]
+        stubs: Vec<String>,
     },
     /// Print the JSON Schema of wireline.toml (for editors), or its Markdown reference.
     Schema {

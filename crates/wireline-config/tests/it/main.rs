@@ -439,7 +439,10 @@ production = true
     let Some(wireline_config::model::Auth::Bearer(secret)) = &stripe.auth else {
         panic!("bearer")
     };
-    assert_eq!(secret.value().expect("resolved").expose_secret(), "sk_test_dev");
+    assert_eq!(
+        secret.value().expect("resolved").expose_secret(),
+        "sk_test_dev"
+    );
     assert_eq!(dev.config.active_environment.as_deref(), Some("dev"));
     // A live key outside production is refused, and the message never shows it.
     let findings = load_str_in(

@@ -764,3 +764,185 @@ async fn counted_faults_fail_exactly_the_next_requests_and_drop_exactly_the_next
     let body: Value = serde_json::from_slice(&hooks[0].1).unwrap();
     assert_eq!(body["data"]["object"]["email"], "u3@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stub_services_read_wiremock_mappings_with_templates_scenarios_and_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ledger");
+    std::fs::create_dir_all(root.join("mappings")).unwrap();
+    std::fs::create_dir_all(root.join("__files")).unwrap();
+    std::fs::write(
+        root.join("__files/report.csv"),
+        "day,total\n2026-11-29,42\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("mappings/ledger.json"),
+        json!({"mappings": [
+            {"request": {"method": "GET", "urlPathPattern": "/accounts/[0-9]+"},
+             "response": {"status": 200, "jsonBody": {"id": "{{request.pathSegments.[1]}}", "currency": "{{request.query.currency}}"}, "transformers": ["response-template"]}},
+            {"request": {"method": "POST", "url": "/transfers", "bodyPatterns": [{"equalToJson": {"amount": 100}, "ignoreExtraElements": true}]},
+             "response": {"status": 201, "body": "{\"transfer\": \"{{jsonPath request.body '$.reference'}}\"}", "headers": {"Content-Type": "application/json"}, "transformers": ["response-template"]}},
+            {"scenarioName": "flaky", "requiredScenarioState": "Started", "newScenarioState": "recovered",
+             "request": {"method": "GET", "urlPath": "/status"}, "response": {"status": 503}},
+            {"scenarioName": "flaky", "requiredScenarioState": "recovered",
+             "request": {"method": "GET", "urlPath": "/status"}, "response": {"status": 200, "body": "up"}},
+            {"priority": 1, "request": {"method": "GET", "urlPath": "/secure", "headers": {"Authorization": {"matches": "Bearer .+"}}}, "response": {"status": 200, "body": "welcome"}},
+            {"priority": 9, "request": {"method": "ANY", "urlPath": "/secure"}, "response": {"status": 401}},
+            {"request": {"method": "GET", "urlPath": "/report", "queryParameters": {"day": {"equalTo": "2026-11-29"}}}, "response": {"status": 200, "bodyFileName": "report.csv"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("mappings/ping.toml"),
+        "[request]\nmethod = \"GET\"\nurlPath = \"/ping\"\n[response]\nstatus = 200\nbody = \"pong\"\n",
+    )
+    .unwrap();
+    let stubs = wireline_mock::stubs::load(&root).unwrap();
+    let mock = start(Options {
+        services: vec![Kind::Sendgrid],
+        stubs: BTreeMap::from([("ledger".to_owned(), stubs)]),
+        ..Options::default()
+    })
+    .await;
+    let base = format!("http://{}/ledger", mock.address);
+    let http = client();
+    let account: Value = http
+        .get(format!("{base}/accounts/42?currency=eur"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(account, json!({"id": "42", "currency": "eur"}));
+    let transfer = http
+        .post(format!("{base}/transfers"))
+        .json(&json!({"amount": 100, "reference": "inv-7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(transfer.status(), 201);
+    assert_eq!(
+        transfer.json::<Value>().await.unwrap(),
+        json!({"transfer": "inv-7"})
+    );
+    let wrong = http
+        .post(format!("{base}/transfers"))
+        .json(&json!({"amount": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("no stub matched POST /transfers")
+    );
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..1).map(|_| http.get(format!("{base}/status")).send()))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+    assert_eq!(statuses, [503]);
+    assert_eq!(
+        http.get(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the scenario moved on"
+    );
+    http.post(format!("http://{}/__admin/scenarios/reset", mock.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        http.get(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503,
+        "reset to Started"
+    );
+    assert_eq!(
+        http.get(format!("{base}/secure"))
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/secure"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(format!("{base}/report?day=2026-11-29"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "day,total\n2026-11-29,42\n"
+    );
+    assert_eq!(
+        http.get(format!("{base}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "pong"
+    );
+    // Faults apply to stub services by name.
+    mock.mock.set_faults(
+        "ledger",
+        Some(Faults {
+            fail_next: 1,
+            error_codes: vec![502],
+            ..Faults::default()
+        }),
+    );
+    assert_eq!(
+        http.get(format!("{base}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    assert_eq!(
+        http.get(format!("{base}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(mock.mock.requests()["ledger"]["GET /ping"], 3);
+    // A typo in a mapping is an error naming the file and the key.
+    std::fs::write(
+        root.join("mappings/bad.json"),
+        r#"{"request": {"urll": "/x"}, "response": {"status": 200}}"#,
+    )
+    .unwrap();
+    let error = wireline_mock::stubs::load(&root).unwrap_err();
+    assert!(
+        error.contains("bad.json") && error.contains("urll"),
+        "{error}"
+    );
+}

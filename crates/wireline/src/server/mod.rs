@@ -77,8 +77,9 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .and_then(|name| loaded.config.environments.get(name))
     {
         Some(environment) if environment.mock => {
-            let options = wireline_mock::Options::from_config(&loaded.config.mock)
-                .map_err(anyhow::Error::msg)?;
+            let options =
+                wireline_mock::Options::from_config(&loaded.config.mock, &loaded.base_dir)
+                    .map_err(anyhow::Error::msg)?;
             let address = loaded.config.mock.listen;
             let running = wireline_mock::Mock::start(options, address)
                 .await
