@@ -106,6 +106,16 @@ pub enum Command {
     /// with faults switched on, against the built-in emulators, with a temporary store; ends
     /// with a summary and exits 0 when every step behaved as intended.
     Demo,
+    /// Run scenario tests: each file's steps (faults, agent calls, emulator actions, events,
+    /// expectations) against a fresh gateway and the emulators. Exit 1 if any fails.
+    Test {
+        /// A scenario file, or a folder of them (`*.toml`).
+        #[arg(default_value = "scenarios")]
+        path: PathBuf,
+        /// Also write the results as JUnit XML here (for CI systems).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
     /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
     /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
     /// file is there. Ctrl-C stops them.

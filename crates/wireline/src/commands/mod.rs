@@ -11,6 +11,7 @@ mod projections;
 mod reconcile;
 mod run;
 mod schema;
+mod test;
 
 use std::path::Path;
 
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Demo => demo::run(),
+        Command::Test { path, junit } => test::run(&path, junit.as_deref()),
         Command::Mock {
             config,
             service,

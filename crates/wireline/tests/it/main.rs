@@ -7,6 +7,7 @@ mod demo;
 mod events;
 mod hooks;
 mod poll;
+mod scenarios;
 mod sdk;
 mod server;
 
