@@ -946,3 +946,96 @@ async fn stub_services_read_wiremock_mappings_with_templates_scenarios_and_fault
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_timeouts_resets_and_reordered_webhooks() {
+    let (hook_url, received) = receiver().await;
+    let mock = start(Options {
+        services: vec![Kind::Stripe, Kind::Sendgrid],
+        webhooks: BTreeMap::from([(
+            Kind::Stripe,
+            Target {
+                url: hook_url,
+                secret: "whsec_x".into(),
+            },
+        )]),
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let mail = || {
+        http.post(format!("{}/v3/mail/send", mock.url(Kind::Sendgrid)))
+            .bearer_auth("SG.k")
+            .json(&json!({"personalizations": [{"to": [{"email": "a@example.com"}]}], "from": {"email": "b@example.com"}, "subject": "s", "content": [{"type": "text/plain", "value": "v"}]}))
+    };
+    mock.mock.set_faults(
+        "sendgrid",
+        Some(Faults {
+            latency: Some(["150ms".parse().unwrap(), "160ms".parse().unwrap()]),
+            ..Faults::default()
+        }),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(mail().send().await.unwrap().status(), 202);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(150),
+        "delayed"
+    );
+    mock.mock.set_faults(
+        "sendgrid",
+        Some(Faults {
+            timeout_rate: 1.0,
+            ..Faults::default()
+        }),
+    );
+    let timed_out = mail()
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(timed_out.is_timeout(), "{timed_out}");
+    mock.mock.set_faults(
+        "sendgrid",
+        Some(Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        }),
+    );
+    let cut = async { mail().send().await?.bytes().await }.await;
+    assert!(
+        cut.is_err(),
+        "the connection is cut before the answer is complete"
+    );
+    mock.mock.set_faults("sendgrid", None);
+    assert_eq!(mail().send().await.unwrap().status(), 202);
+
+    // Reordering: the first webhook is held back and goes out after the second.
+    mock.mock.set_faults(
+        "stripe",
+        Some(Faults {
+            webhook_reorder_rate: 1.0,
+            ..Faults::default()
+        }),
+    );
+    for email in ["first@example.com", "second@example.com"] {
+        http.post(format!("{}/v1/customers", mock.url(Kind::Stripe)))
+            .bearer_auth(STRIPE_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[("email", email)]))
+            .send()
+            .await
+            .unwrap();
+    }
+    let hooks = wait_for(&received, 2).await;
+    let order: Vec<String> = hooks
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_slice::<Value>(body).unwrap()["data"]["object"]["email"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(order, ["second@example.com", "first@example.com"]);
+    assert_eq!(mock.mock.webhook_stats()["stripe"].reordered, 1);
+}
