@@ -75,3 +75,92 @@ fn the_example_scenarios_pass_and_a_wrong_expectation_fails_with_its_step() {
         "{xml}"
     );
 }
+
+/// The emulators sign webhooks with their own code; Wireline's verifiers accept them: two
+/// independent implementations of each provider's scheme agree.
+#[test]
+fn wireline_verifies_the_webhooks_every_emulator_sends() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("wireline.toml"),
+        r#"
+[server]
+listen = "127.0.0.1:7480"
+[agents.reader]
+token = "${env:READER_TOKEN}"
+scopes = ["events:read"]
+[[subscriptions]]
+agent = "reader"
+events = ["github.*", "shopify.*", "slack.*", "stripe.*"]
+[services.github]
+base_url = "https://api.github.com"
+webhook = { scheme = "github", secret = "${env:GITHUB_HOOK_SECRET}" }
+[services.shopify]
+base_url = "https://example.myshopify.com"
+webhook = { scheme = "shopify", secret = "${env:SHOPIFY_HOOK_SECRET}" }
+[services.slack]
+base_url = "https://slack.com"
+webhook = { scheme = "slack", secret = "${env:SLACK_SIGNING_SECRET}" }
+[services.stripe]
+base_url = "https://api.stripe.com"
+webhook = { scheme = "stripe", secret = "${env:STRIPE_HOOK_SECRET}" }
+[mock]
+listen = "127.0.0.1:7490"
+services = ["github", "shopify", "slack", "stripe"]
+webhooks.github = { url = "http://127.0.0.1:7480/hooks/github", secret = "${env:GITHUB_HOOK_SECRET}" }
+webhooks.shopify = { url = "http://127.0.0.1:7480/hooks/shopify", secret = "${env:SHOPIFY_HOOK_SECRET}" }
+webhooks.slack = { url = "http://127.0.0.1:7480/hooks/slack", secret = "${env:SLACK_SIGNING_SECRET}" }
+webhooks.stripe = { url = "http://127.0.0.1:7480/hooks/stripe", secret = "${env:STRIPE_HOOK_SECRET}" }
+[environments.dev]
+mock = true
+"#,
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("hooks.toml"),
+        r##"
+name = "every emulator's signed webhook is verified and stored"
+config = "wireline.toml"
+[[steps]]
+emulator = { method = "POST", path = "/github/repos/acme/app/issues", json = { title = "Checkout fails" }, headers = { Authorization = "Bearer ghp_test" } }
+expect = { status = 201 }
+[[steps]]
+emulator = { method = "POST", path = "/shopify/admin/api/2024-01/orders.json", json = { order = { line_items = [{ title = "Mug", price = "9.00", quantity = 1 }] } }, headers = { X-Shopify-Access-Token = "shpat_test" } }
+expect = { status = 201 }
+[[steps]]
+emulator = { method = "POST", path = "/slack/api/chat.postMessage", json = { channel = "#ops", text = "deployed" }, headers = { Authorization = "Bearer xoxb-test" } }
+expect = { status = 200, json = { ok = true } }
+[[steps]]
+emulator = { method = "POST", path = "/stripe/v1/customers", form = { email = "ada@example.com" }, headers = { Authorization = "Bearer sk_test_hooks" } }
+expect = { status = 200 }
+[[steps]]
+expect_events = { agent = "reader", types = "github.*", count = 1 }
+[[steps]]
+expect_events = { agent = "reader", types = "shopify.*", count = 1 }
+[[steps]]
+expect_events = { agent = "reader", types = "slack.*", count = 1 }
+[[steps]]
+expect_events = { agent = "reader", types = "stripe.customer.created", count = 1 }
+"##,
+    )
+    .expect("scenario");
+    let output = crate::wireline()
+        .arg("test")
+        .arg(dir.path().join("hooks.toml"))
+        .envs([
+            ("READER_TOKEN", "reader-token-1"),
+            ("GITHUB_HOOK_SECRET", "gh-hook-secret"),
+            ("SHOPIFY_HOOK_SECRET", "shpss_hook_secret"),
+            ("SLACK_SIGNING_SECRET", "slack-signing-secret"),
+            ("STRIPE_HOOK_SECRET", "whsec_stripe_hook_secret"),
+        ])
+        .env_remove("WIRELINE_ENV")
+        .output()
+        .expect("runs");
+    let stdout = crate::text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        crate::text(&output.stderr)
+    );
+}
