@@ -20,8 +20,8 @@ use crate::{Kind, Shared, hmac_sha256, json, lock, now_secs};
 pub(crate) struct State {
     /// Channel names to ids.
     channels: HashMap<String, String>,
-    /// When each channel last took a message.
-    last_post: HashMap<String, Instant>,
+    /// Per channel, the theoretical arrival time of the next message (GCRA at 1/s).
+    next_allowed: HashMap<String, Instant>,
     /// Messages posted, for `ts`.
     posted: u64,
 }
@@ -111,10 +111,12 @@ async fn post_message(
                 id
             }
         };
-        // Slack: about one message per second per channel; a burst gets 429s.
-        if let Some(last) = state.last_post.get(&id)
-            && now.duration_since(*last) < std::time::Duration::from_secs(1)
-        {
+        // Slack: one message per second per channel, a back-to-back burst gets 429s; like
+        // Slack, a message a little early (network jitter, up to 200 ms) is tolerated.
+        let interval = std::time::Duration::from_secs(1);
+        let tolerance = std::time::Duration::from_millis(200);
+        let due = state.next_allowed.get(&id).copied().unwrap_or(now);
+        if now + tolerance < due {
             let mut response = (
                 StatusCode::TOO_MANY_REQUESTS,
                 axum::Json(json!({"ok": false, "error": "ratelimited"})),
@@ -125,7 +127,9 @@ async fn post_message(
                 .insert("retry-after", HeaderValue::from_static("1"));
             return response;
         }
-        state.last_post.insert(id.clone(), now);
+        state
+            .next_allowed
+            .insert(id.clone(), due.max(now) + interval);
         state.posted += 1;
         (
             id,

@@ -457,20 +457,27 @@ impl Demo {
             recovered,
             "SendGrid is back: after the 2 s cool-down one probe went through, the breaker closed, the mail was accepted (202)",
         );
+        // Audit events are recorded in the background: wait (briefly) for the last one.
         let timeline: Vec<String> = self
-            .events(BILLING, "wireline.direct.breaker")
-            .await?
-            .iter()
-            .filter(|e| e["data"]["service"] == "sendgrid")
-            .map(|e| {
-                format!(
-                    "{} {}->{}",
-                    e["time"].as_str().unwrap_or("?").get(11..23).unwrap_or("?"),
-                    e["data"]["from"].as_str().unwrap_or("?"),
-                    e["data"]["to"].as_str().unwrap_or("?")
-                )
+            .until(Duration::from_secs(5), || async {
+                let timeline: Vec<String> = self
+                    .events(BILLING, "wireline.direct.breaker")
+                    .await?
+                    .iter()
+                    .filter(|e| e["data"]["service"] == "sendgrid")
+                    .map(|e| {
+                        format!(
+                            "{} {}->{}",
+                            e["time"].as_str().unwrap_or("?").get(11..23).unwrap_or("?"),
+                            e["data"]["from"].as_str().unwrap_or("?"),
+                            e["data"]["to"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                Ok((timeline.len() >= 3).then_some(timeline))
             })
-            .collect();
+            .await?
+            .unwrap_or_default();
         line(
             timeline.len() >= 3,
             &format!("breaker timeline: {}", timeline.join(", ")),
