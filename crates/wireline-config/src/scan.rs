@@ -6,24 +6,10 @@
 //! it, so prose such as "use an sk_test_ key" is not flagged. The message names the prefix,
 //! never the value.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::secret::parse_reference;
-
-static CREDENTIAL: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?:^|[^A-Za-z0-9])(",
-        r"(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_|whsec_|xoxb-|xoxp-|xoxa-|xapp-|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|shpat_|shpss_|shpca_|shppa_)[A-Za-z0-9_\-]{8,}",
-        r"|SG\.[A-Za-z0-9_\-]{16,}",
-        r"|AKIA[0-9A-Z]{16}",
-        r")"
-    ))
-    .ok()
-});
 
 /// `(key path, message)` for every string value that looks like a credential.
 pub(crate) fn credentials(document: &Spanned<DeTable<'_>>) -> Vec<(String, String)> {
@@ -65,45 +51,16 @@ fn walk_value(value: &DeValue<'_>, path: String, found: &mut Vec<(String, String
     }
 }
 
-/// The credential prefix found in `text`, if any. References (`${env:...}`) are not values.
+/// The credential prefix found in `text`, if any: a provider's key format (see
+/// [`crate::leaks`]). References (`${env:...}`) are not values.
 pub(crate) fn credential_prefix(text: &str) -> Option<String> {
     if parse_reference(text).is_some() {
         return None;
     }
-    let regex = CREDENTIAL.as_ref()?;
-    let matched = regex.captures(text)?.get(1)?.as_str();
-    Some(matched[..known_prefix_len(matched)].to_owned())
-}
-
-fn known_prefix_len(matched: &str) -> usize {
-    const PREFIXES: [&str; 22] = [
-        "sk_live_",
-        "sk_test_",
-        "rk_live_",
-        "rk_test_",
-        "pk_live_",
-        "whsec_",
-        "xoxb-",
-        "xoxp-",
-        "xoxa-",
-        "xapp-",
-        "ghp_",
-        "gho_",
-        "ghu_",
-        "ghs_",
-        "ghr_",
-        "github_pat_",
-        "shpat_",
-        "shpss_",
-        "shpca_",
-        "shppa_",
-        "SG.",
-        "AKIA",
-    ];
-    PREFIXES
-        .iter()
-        .find(|prefix| matched.starts_with(*prefix))
-        .map_or(4, |prefix| prefix.len())
+    crate::leaks::find(text)
+        .into_iter()
+        .find(|leak| leak.known_format)
+        .map(|leak| leak.prefix)
 }
 
 #[cfg(test)]

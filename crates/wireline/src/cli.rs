@@ -116,6 +116,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// Credentials in files or git history: `scan` finds them, `install-hook` refuses commits
+    /// that add them.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
     /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
     /// file is there. Ctrl-C stops them.
@@ -206,6 +212,35 @@ pub enum ReconcileAction {
         /// The reports as JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `wireline secrets ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Find credentials (Stripe, Slack, GitHub, AWS, SendGrid, Shopify, private keys,
+    /// `whsec_`, high-entropy values of key-like names): file, line, commit and kind, never
+    /// the value. Exit 1 on findings.
+    Scan {
+        /// A folder or a file (a repository's root with --git / --staged).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Scan every commit of the repository's history instead of the files.
+        #[arg(long)]
+        git: bool,
+        /// Scan what is staged for the next commit (the pre-commit hook uses this).
+        #[arg(long)]
+        staged: bool,
+        /// The allowlist (default: PATH/.wireline-secrets-allow): path prefixes, and
+        /// `fingerprint:HEX` lines for documented test keys.
+        #[arg(long, value_name = "FILE")]
+        allow: Option<PathBuf>,
+    },
+    /// Install a git pre-commit hook that runs `secrets scan --staged`.
+    InstallHook {
+        /// The repository.
+        #[arg(default_value = ".")]
+        repo: PathBuf,
     },
 }
 

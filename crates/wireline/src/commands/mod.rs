@@ -11,6 +11,7 @@ mod projections;
 mod reconcile;
 mod run;
 mod schema;
+mod secrets;
 mod test;
 
 use std::path::Path;
@@ -36,6 +37,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Demo => demo::run(),
+        Command::Secrets { action } => match action {
+            crate::cli::SecretsAction::Scan {
+                path,
+                git,
+                staged,
+                allow,
+            } => secrets::scan(&path, git, staged, allow.as_deref()),
+            crate::cli::SecretsAction::InstallHook { repo } => secrets::install_hook(&repo),
+        },
         Command::Test { path, junit } => test::run(&path, junit.as_deref()),
         Command::Mock {
             config,
