@@ -9,6 +9,7 @@ mod hooks;
 mod poll;
 mod scenarios;
 mod sdk;
+mod secrets;
 mod server;
 
 use std::io::{BufRead, BufReader};
