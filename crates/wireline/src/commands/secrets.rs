@@ -58,9 +58,7 @@ impl Allowlist {
     }
 
     fn allows(&self, finding: &Finding) -> bool {
-        self.fingerprints
-            .iter()
-            .any(|f| *f == finding.leak.fingerprint)
+        self.fingerprints.contains(&finding.leak.fingerprint)
             || self
                 .paths
                 .iter()
