@@ -326,6 +326,10 @@ pub struct Service {
     /// An extra CA certificate file (PEM) trusted for this service, e.g. a sandbox's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The lowest TLS version accepted from this service: `"1.2"` (the floor, the default)
+    /// or `"1.3"`. It cannot be lowered.
+    #[serde(default)]
+    pub min_tls: MinTls,
     /// Idempotency keys: how long records live and the provider's header for the key.
     #[serde(default)]
     pub idempotency: Idempotency,
@@ -412,6 +416,34 @@ impl<'de> Deserialize<'de> for RateLimit {
             .map(|text| text.parse::<Rate>().map_err(serde::de::Error::custom))
             .collect::<Result<_, _>>()
             .map(RateLimit)
+    }
+}
+
+/// The lowest TLS version accepted for outbound calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub enum MinTls {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for MinTls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim() {
+            "1.2" => Ok(Self::Tls12),
+            "1.3" => Ok(Self::Tls13),
+            "1.0" | "1.1" | "1" => Err(serde::de::Error::custom(format!(
+                "TLS {text} is below the floor: TLS 1.2 is the minimum and cannot be lowered; write \"1.2\" or \"1.3\""
+            ))),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown TLS version {text:?}; write \"1.2\" or \"1.3\""
+            ))),
+        }
     }
 }
 

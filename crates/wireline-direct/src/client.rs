@@ -15,10 +15,17 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use wireline_config::model::MinTls;
 use wireline_policy::{AttemptError, Response};
 
 /// Builds a client trusting the Mozilla roots and, if given, the certificates in `ca_file`.
 pub fn build(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+    build_with(ca_file, MinTls::Tls12)
+}
+
+/// Like [`build`], accepting TLS `min_tls` and newer (1.2 is the floor: rustls implements
+/// nothing older, so no setting can lower it).
+pub fn build_with(ca_file: Option<&Path>, min_tls: MinTls) -> Result<reqwest::Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -46,8 +53,15 @@ pub fn build(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    let versions: &[&rustls::SupportedProtocolVersion] = match min_tls {
+        MinTls::Tls12 => &BOTH,
+        MinTls::Tls13 => &ONLY_13,
+    };
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|error| format!("TLS setup failed: {error}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -125,6 +139,11 @@ fn classify(error: reqwest::Error) -> AttemptError {
     if detail.contains("certificate") {
         detail.push_str(
             "; if the service uses a private or sandbox CA, set [services.NAME] ca_file to its PEM",
+        );
+    }
+    if detail.contains("ProtocolVersion") || detail.contains("protocol version") {
+        detail.push_str(
+            "; the service does not speak the TLS version [services.NAME] min_tls asks for (TLS 1.2 is the floor)",
         );
     }
     if connect {

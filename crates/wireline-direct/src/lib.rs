@@ -179,7 +179,7 @@ impl Direct {
             let base = Url::parse(&service.base_url)
                 .map_err(|error| format!("services.{name}.base_url: {error}"))?;
             let ca_file = service.ca_file.as_ref().map(|path| base_dir.join(path));
-            let client = client::build(ca_file.as_deref())
+            let client = client::build_with(ca_file.as_deref(), service.min_tls)
                 .map_err(|error| format!("services.{name}: {error}"))?;
             let sink = Arc::clone(&recorder);
             let service_name = name.clone();

@@ -521,3 +521,13 @@ production = true
         findings[0]
     );
 }
+
+#[test]
+fn the_tls_floor_cannot_be_lowered() {
+    check_error(
+        "[services.s]\nbase_url = \"https://x.test\"\nmin_tls = \"1.1\"\n",
+        (3, 11),
+        "services.s.min_tls",
+        "TLS 1.2 is the minimum and cannot be lowered",
+    );
+}

@@ -684,3 +684,36 @@ async fn https_upstreams_are_verified_and_a_ca_file_trusts_a_private_ca() {
         "nothing was sent over the unverified connection"
     );
 }
+
+#[tokio::test]
+async fn min_tls_13_refuses_a_tls_12_only_upstream_and_the_floor_takes_it() {
+    let https = tls::start_with(true).await;
+    let ca_dir = tempfile::tempdir().expect("temp dir");
+    let ca_path = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &https.ca_pem).expect("write CA");
+    let base = format!("https://localhost:{}/v1", https.port);
+    let services = format!(
+        "[services.floor]\nbase_url = \"{base}\"\nca_file = \"{ca}\"\nretry = {{ attempts = 1 }}\n\
+         [services.strict]\nbase_url = \"{base}\"\nca_file = \"{ca}\"\nmin_tls = \"1.3\"\nretry = {{ attempts = 1 }}\n",
+        ca = ca_path.display()
+    );
+    let w = world(&services, r#"["floor:read", "strict:read"]"#, "");
+    let reply = w
+        .direct
+        .proxy(proxy("floor", Method::GET, "x", ""))
+        .await
+        .expect("TLS 1.2 meets the floor");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        https.seen.lock().expect("lock")[0].tls,
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let refused = w
+        .direct
+        .proxy(proxy("strict", Method::GET, "x", ""))
+        .await
+        .expect_err("min_tls = 1.3 refuses a TLS 1.2 server");
+    assert_eq!(refused.kind, ProblemKind::UpstreamUnreachable);
+    assert!(refused.detail.contains("min_tls"), "{}", refused.detail);
+    assert_eq!(https.seen.lock().expect("lock").len(), 1, "nothing sent");
+}

@@ -28,6 +28,11 @@ pub struct HttpsUpstream {
 
 /// Starts an HTTPS server for `localhost` and 127.0.0.1 with a fresh private CA.
 pub async fn start() -> HttpsUpstream {
+    start_with(false).await
+}
+
+/// Like [`start`]; with `tls12_only` the server speaks TLS 1.2 and nothing newer.
+pub async fn start_with(tls12_only: bool) -> HttpsUpstream {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -40,8 +45,13 @@ pub async fn start() -> HttpsUpstream {
         .expect("leaf certificate");
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(
