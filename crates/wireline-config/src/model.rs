@@ -220,6 +220,21 @@ pub struct Server {
     /// How long a shutdown waits for in-flight requests before it stops anyway.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// Serve HTTPS (TLS 1.2 or 1.3) with this certificate, for deployments without a proxy
+    /// in front: `tls = { cert = "certs/wireline.pem", key = "certs/wireline-key.pem" }`
+    /// (PEM, relative to this file; the chain in `cert`, leaf first).
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+}
+
+/// `[server] tls`: the listener's certificate and key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// The certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 fn default_listen() -> SocketAddr {
@@ -238,6 +253,7 @@ impl Default for Server {
             listen: default_listen(),
             body_limit: default_body_limit(),
             shutdown_grace: default_shutdown_grace(),
+            tls: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod direct;
 pub(crate) mod events;
 mod hooks;
 mod problem;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -65,6 +66,14 @@ pub struct AppState {
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let server_config = loaded.config.server.clone();
     let metrics = telemetry::init_metrics()?;
+    // Certificates first: a bad path fails before anything binds or opens.
+    let tls_config = match &server_config.tls {
+        Some(files) => Some(tls::config(
+            &loaded.base_dir.join(&files.cert),
+            &loaded.base_dir.join(&files.key),
+        )?),
+        None => None,
+    };
     // Bind before opening the store: a port in use then leaves no database file behind.
     let listener = TcpListener::bind(server_config.listen)
         .await
@@ -199,20 +208,25 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         ),
     };
     let app = router(state, server_config.body_limit);
-    info!(%address, storage = %store_path.display(), environment = loaded.config.active_environment.as_deref().unwrap_or("-"), version = env!("CARGO_PKG_VERSION"), "wireline listening");
+    info!(%address, tls = tls_config.is_some(), storage = %store_path.display(), environment = loaded.config.active_environment.as_deref().unwrap_or("-"), version = env!("CARGO_PKG_VERSION"), "wireline listening");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // No Nagle delay on responses: agents wait on every reply.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
+    let mut server = match &tls_config {
+        Some(config) => tokio::spawn(tls::serve(listener, app, Arc::clone(config), stopped)),
+        None => {
+            // No Nagle delay on responses: agents wait on every reply.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                let _ = stream.set_nodelay(true);
+            });
+            tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .into_future(),
+            )
+        }
+    };
     tokio::select! {
         signal = shutdown_signal() => {
             info!(signal, "shutting down: no new connections, draining in-flight requests");

@@ -621,3 +621,70 @@ async fn direct_calls_show_in_the_metrics() {
     assert!(!metrics.contains("bot-token-abc123") && !metrics.contains("svc-key-def456"));
     drop(server);
 }
+
+#[tokio::test]
+async fn the_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("write");
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replace(
+            "[server]\n",
+            "[server]\ntls = { cert = \"cert.pem\", key = \"key.pem\" }\n",
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&config, &[]);
+    let port = server.address.rsplit(':').next().expect("port").to_owned();
+    let trusting =
+        wireline_direct::client::build(Some(&dir.path().join("cert.pem"))).expect("client");
+    let health = trusting
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .expect("HTTPS works");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    let strict = wireline_direct::client::build_with(
+        Some(&dir.path().join("cert.pem")),
+        wireline_config::model::MinTls::Tls13,
+    )
+    .expect("client");
+    assert_eq!(
+        strict
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .expect("TLS 1.3")
+            .status(),
+        200
+    );
+    assert!(
+        client()
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "an untrusted certificate is refused by a verifying client"
+    );
+    assert!(
+        client()
+            .get(format!("http://localhost:{port}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP is not served on the TLS port"
+    );
+    let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("joined");
+    assert_eq!(code, Some(0), "{log}");
+}
