@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod encrypted;
 mod error;
 pub mod sqlite;
 

@@ -348,6 +348,7 @@ impl EventLog for SqliteStore {
                         value.remove("data");
                         value.remove("data_base64");
                         value.remove("wlrawbody64");
+                        value.remove("wlencrypted");
                         value.remove("datacontenttype");
                         value.insert(
                             "wlredacted".to_owned(),
