@@ -55,10 +55,32 @@ pub struct Config {
     /// The built-in service emulators (`wireline mock`, `wireline demo`, `wireline test`).
     #[serde(default)]
     pub mock: MockConfig,
+    /// Encryption at rest.
+    #[serde(default)]
+    pub security: Security,
     /// The environment applied at load (`--env`), if any. Not a key of the file.
     #[serde(skip)]
     #[schemars(skip)]
     pub active_environment: Option<String>,
+}
+
+/// `[security]`: encryption at rest. With a key, idempotency responses and the payloads of
+/// sensitive events (`[services.NAME] sensitive = true`, `[events] sensitive`) are stored
+/// encrypted (AES-256-GCM); they are decrypted only when read through Wireline (deliveries,
+/// pulls, replays, the CLI with the key).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// The key (32 bytes as 64 hex digits or base64), as a secret reference, e.g.
+    /// `"${env:WIRELINE_ENCRYPTION_KEY}"` (make one with `openssl rand -hex 32`).
+    #[serde(default)]
+    pub encryption_key: Option<Secret>,
+    /// The id stored with every ciphertext, so keys can rotate (default `k1`).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Earlier keys by id, still accepted for reading what they sealed: `{ k1 = "${env:OLD}" }`.
+    #[serde(default)]
+    pub previous_keys: BTreeMap<String, Secret>,
 }
 
 /// `[mock]`: the built-in emulators of Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot and
@@ -199,6 +221,10 @@ pub struct EventsConfig {
     /// first matching pattern wins.
     #[serde(default)]
     pub subjects: BTreeMap<String, String>,
+    /// Event types whose payload is stored encrypted (needs `[security] encryption_key`), e.g.
+    /// `["app.user.*", "hubspot.contact.*"]`.
+    #[serde(default)]
+    pub sensitive: Vec<TypeGlob>,
     /// Retention per type pattern (checked hourly by `wireline run`, and by
     /// `wireline events expire`): `{ "stripe.charge.*" = { payload = "30d", keep = "400d" } }`.
     /// Patterns that overlap all apply (the shortest period wins).
@@ -342,6 +368,10 @@ pub struct Service {
     /// An extra CA certificate file (PEM) trusted for this service, e.g. a sandbox's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Its events carry sensitive data (cards, emails, health fields): their payloads are
+    /// stored encrypted (needs `[security] encryption_key`).
+    #[serde(default)]
+    pub sensitive: bool,
     /// The lowest TLS version accepted from this service: `"1.2"` (the floor, the default)
     /// or `"1.3"`. It cannot be lowered.
     #[serde(default)]
@@ -1287,6 +1317,12 @@ impl Config {
             if let Some(secret) = &mut subscription.secret {
                 found.push((format!("subscriptions[{index}].secret"), secret));
             }
+        }
+        if let Some(key) = &mut self.security.encryption_key {
+            found.push(("security.encryption_key".to_owned(), key));
+        }
+        for (id, key) in &mut self.security.previous_keys {
+            found.push((format!("security.previous_keys.{id}"), key));
         }
         for (name, webhook) in &mut self.mock.webhooks {
             found.push((format!("mock.webhooks.{name}.secret"), &mut webhook.secret));

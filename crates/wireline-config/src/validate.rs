@@ -37,6 +37,15 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
+    let sensitive =
+        !config.events.sensitive.is_empty() || config.services.values().any(|s| s.sensitive);
+    if sensitive && config.security.encryption_key.is_none() {
+        error(
+            &mut found,
+            "security".to_owned(),
+            "sensitive events are declared but there is no [security] encryption_key to encrypt them with; add encryption_key = \"${env:WIRELINE_ENCRYPTION_KEY}\" (make one with `openssl rand -hex 32`)".to_owned(),
+        );
+    }
     found
 }
 

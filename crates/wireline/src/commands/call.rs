@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 use wireline_direct::{Caller, Direct, OperationRequest};
 use wireline_store::Store;
-use wireline_store::sqlite::SqliteStore;
 
 pub fn run(
     path: &Path,
@@ -30,8 +29,8 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&loaded.storage_path())?;
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let store = super::open_store(&loaded)?;
+        let shared: Arc<dyn Store> = Arc::clone(&store);
         let direct =
             Direct::new(&loaded.config, &loaded.base_dir, shared).map_err(anyhow::Error::msg)?;
         let request = OperationRequest {

@@ -5,8 +5,6 @@ use std::path::Path;
 
 use anyhow::bail;
 use wireline_core::Offset;
-use wireline_store::Store;
-use wireline_store::sqlite::SqliteStore;
 use wireline_webhook::delivery;
 
 use crate::cli::DeliveriesAction;
@@ -54,8 +52,8 @@ async fn list(path: &Path, subscription: Option<&str>, json: bool) -> anyhow::Re
     if let Some(name) = subscription {
         known(&loaded, name)?;
     }
-    let store = SqliteStore::open(&loaded.storage_path())?;
-    let letters = delivery::dead_letters(&store, subscription).await;
+    let store = super::open_store(&loaded)?;
+    let letters = delivery::dead_letters(store.as_ref(), subscription).await;
     store.close().await?;
     let letters = letters?;
     if json {
@@ -90,8 +88,8 @@ async fn list(path: &Path, subscription: Option<&str>, json: bool) -> anyhow::Re
 async fn retry(path: &Path, subscription: &str, offset: Option<Offset>) -> anyhow::Result<()> {
     let loaded = super::load_config(path)?;
     known(&loaded, subscription)?;
-    let store = SqliteStore::open(&loaded.storage_path())?;
-    let queued = delivery::redrive(&store, subscription, offset).await;
+    let store = super::open_store(&loaded)?;
+    let queued = delivery::redrive(store.as_ref(), subscription, offset).await;
     store.close().await?;
     match queued? {
         0 => bail!(

@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use jiff::Timestamp;
 use wireline_core::{Offset, TypeGlob};
-use wireline_store::sqlite::SqliteStore;
-use wireline_store::{EventLog, EventQuery, StateStore, Store, StoredEvent};
+use wireline_store::{EventQuery, Store, StoredEvent};
 
 use crate::cli::{EventFilter, EventsAction};
 use crate::server::events::{CONSUMER_REPLAYS, ConsumerReplay};
@@ -71,9 +70,9 @@ fn query(filter: &EventFilter, after: Offset, limit: usize) -> anyhow::Result<Ev
     })
 }
 
-fn open(filter: &EventFilter) -> anyhow::Result<SqliteStore> {
+fn open(filter: &EventFilter) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let loaded = super::load_config(&filter.config.config)?;
-    Ok(SqliteStore::open(&loaded.storage_path())?)
+    super::open_store(&loaded)
 }
 
 fn print(stored: &StoredEvent, json: bool) -> anyhow::Result<()> {
@@ -174,15 +173,15 @@ async fn replay(
                 .map_err(|e| anyhow::anyhow!("--type {glob:?}: {e}"))
         })
         .transpose()?;
-    let store = SqliteStore::open(&loaded.storage_path())?;
-    let result = replay_in(&loaded, &store, from, types.as_ref(), to, no_wait).await;
+    let store = super::open_store(&loaded)?;
+    let result = replay_in(&loaded, store.as_ref(), from, types.as_ref(), to, no_wait).await;
     store.close().await?;
     result
 }
 
 async fn replay_in(
     loaded: &wireline_config::Loaded,
-    store: &SqliteStore,
+    store: &dyn Store,
     from: From,
     types: Option<&TypeGlob>,
     to: &str,
@@ -326,13 +325,13 @@ fn producer(event: &wireline_core::Event) -> String {
 
 async fn show(path: &std::path::Path, offset: Offset, json: bool) -> anyhow::Result<()> {
     let loaded = super::load_config(path)?;
-    let store = SqliteStore::open(&loaded.storage_path())?;
-    let result = show_in(&store, offset, json).await;
+    let store = super::open_store(&loaded)?;
+    let result = show_in(store.as_ref(), offset, json).await;
     store.close().await?;
     result
 }
 
-async fn show_in(store: &SqliteStore, offset: Offset, json: bool) -> anyhow::Result<()> {
+async fn show_in(store: &dyn Store, offset: Offset, json: bool) -> anyhow::Result<()> {
     let at = |offset: Offset| async move {
         let found = store.read(Offset(offset.0.saturating_sub(1)), 1).await?;
         anyhow::Ok(found.into_iter().find(|e| e.offset == offset))
@@ -406,9 +405,10 @@ async fn expire(path: &std::path::Path) -> anyhow::Result<()> {
         println!("no [events.retention] in the config: nothing to expire");
         return Ok(());
     }
-    let store = SqliteStore::open(&loaded.storage_path())?;
+    let store = super::open_store(&loaded)?;
     let report =
-        wireline_events::retention::expire(&loaded.config.events, &store, Timestamp::now()).await;
+        wireline_events::retention::expire(&loaded.config.events, store.as_ref(), Timestamp::now())
+            .await;
     store.close().await?;
     for done in report? {
         println!(

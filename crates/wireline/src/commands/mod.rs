@@ -102,3 +102,12 @@ fn load_config(path: &Path) -> anyhow::Result<Loaded> {
         }
     }
 }
+
+/// The store of a loaded config: the encryption wrapper around the SQLite file when
+/// `[security] encryption_key` is set, so commands read what agents would.
+pub(crate) fn open_store(
+    loaded: &Loaded,
+) -> anyhow::Result<std::sync::Arc<dyn wireline_store::Store>> {
+    let sqlite = wireline_store::sqlite::SqliteStore::open(&loaded.storage_path())?;
+    crate::server::wrap_store(&loaded.config, sqlite)
+}

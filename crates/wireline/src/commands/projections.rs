@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use wireline_events::projection;
-use wireline_store::sqlite::SqliteStore;
-use wireline_store::{EventLog, Store};
+use wireline_store::Store;
 
 use crate::cli::ProjectionsAction;
 
@@ -26,17 +25,17 @@ pub fn run(action: ProjectionsAction) -> anyhow::Result<()> {
                 names(&loaded)
             );
         }
-        let store = SqliteStore::open(&loaded.storage_path())?;
+        let store = super::open_store(&loaded)?;
         let result = match action {
-            ProjectionsAction::List { .. } => list(&loaded, &store).await,
+            ProjectionsAction::List { .. } => list(&loaded, store.as_ref()).await,
             ProjectionsAction::Show {
                 name,
                 subject,
                 limit,
                 ..
-            } => show(&store, &name, subject.as_deref(), limit).await,
+            } => show(store.as_ref(), &name, subject.as_deref(), limit).await,
             ProjectionsAction::Rebuild { name, no_wait, .. } => {
-                rebuild(&store, &name, no_wait).await
+                rebuild(store.as_ref(), &name, no_wait).await
             }
         };
         store.close().await?;
@@ -58,7 +57,7 @@ fn names(loaded: &wireline_config::Loaded) -> String {
     }
 }
 
-async fn list(loaded: &wireline_config::Loaded, store: &SqliteStore) -> anyhow::Result<()> {
+async fn list(loaded: &wireline_config::Loaded, store: &dyn Store) -> anyhow::Result<()> {
     let head = store.head().await?;
     for (name, declared) in &loaded.config.projections {
         let pointer = projection::pointer(store, name).await?;
@@ -79,7 +78,7 @@ async fn list(loaded: &wireline_config::Loaded, store: &SqliteStore) -> anyhow::
 }
 
 async fn show(
-    store: &SqliteStore,
+    store: &dyn Store,
     name: &str,
     subject: Option<&str>,
     limit: usize,
@@ -97,7 +96,7 @@ async fn show(
     Ok(())
 }
 
-async fn rebuild(store: &SqliteStore, name: &str, no_wait: bool) -> anyhow::Result<()> {
+async fn rebuild(store: &dyn Store, name: &str, no_wait: bool) -> anyhow::Result<()> {
     projection::request_rebuild(store, name).await?;
     let head = store.head().await?;
     println!("rebuild of {name} from offset 0 to {head} requested");

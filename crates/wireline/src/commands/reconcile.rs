@@ -3,8 +3,6 @@
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
-use wireline_store::Store;
-use wireline_store::sqlite::SqliteStore;
 
 use crate::cli::ReconcileAction;
 
@@ -40,11 +38,13 @@ pub fn run(action: ReconcileAction) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&loaded.storage_path())?;
+        let store = super::open_store(&loaded)?;
         let mut reports = Vec::new();
         for name in &hybrid {
-            reports
-                .push(wireline_poll::report::capture_report(&store, name, Some(since), None).await);
+            reports.push(
+                wireline_poll::report::capture_report(store.as_ref(), name, Some(since), None)
+                    .await,
+            );
         }
         store.close().await?;
         for report in reports {

@@ -105,7 +105,13 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let store_path = loaded.storage_path();
     let store = SqliteStore::open(&store_path)?;
     let address = listener.local_addr()?;
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let shared = match wrap_store(&loaded.config, store.clone()) {
+        Ok(shared) => shared,
+        Err(error) => {
+            let _ = store.close().await;
+            return Err(error);
+        }
+    };
     let direct = match Direct::new(&loaded.config, &loaded.base_dir, Arc::clone(&shared)) {
         Ok(direct) => Arc::new(direct),
         Err(error) => {
@@ -273,6 +279,59 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The store handle for `config`: with `[security] encryption_key`, the encryption wrapper
+/// (sensitive services' and types' payloads, and idempotency responses, sealed).
+pub fn wrap_store(
+    config: &wireline_config::Config,
+    store: SqliteStore,
+) -> anyhow::Result<Arc<dyn Store>> {
+    use secrecy::ExposeSecret;
+    let Some(key) = &config.security.encryption_key else {
+        return Ok(Arc::new(store));
+    };
+    let decode = |name: &str, secret: &wireline_config::Secret| -> anyhow::Result<Vec<u8>> {
+        let text = secret
+            .value()
+            .map(|v| v.expose_secret().trim().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("{name} is not resolved"))?;
+        if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            return hex::decode(&text).map_err(|_| anyhow::anyhow!("{name} is not hex"));
+        }
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .map_err(|_| anyhow::anyhow!("{name} must be 32 bytes as 64 hex digits or base64 (make one with `openssl rand -hex 32`)"))
+    };
+    let current = config
+        .security
+        .key_id
+        .clone()
+        .unwrap_or_else(|| "k1".to_owned());
+    let mut keys = std::collections::BTreeMap::new();
+    keys.insert(current.clone(), decode("[security] encryption_key", key)?);
+    for (id, secret) in &config.security.previous_keys {
+        keys.insert(
+            id.clone(),
+            decode(&format!("[security] previous_keys.{id}"), secret)?,
+        );
+    }
+    let cipher =
+        wireline_store::encrypted::Cipher::new(&current, keys).map_err(anyhow::Error::msg)?;
+    let mut sensitive = config.events.sensitive.clone();
+    for (name, service) in &config.services {
+        if service.sensitive
+            && let Ok(glob) = format!("{name}.*").parse()
+        {
+            sensitive.push(glob);
+        }
+    }
+    Ok(Arc::new(wireline_store::encrypted::EncryptedStore::new(
+        store,
+        Arc::new(cipher),
+        sensitive,
+    )))
 }
 
 fn bind_error(address: SocketAddr, error: &std::io::Error) -> anyhow::Error {

@@ -13,10 +13,10 @@ use hmac::{Hmac, Mac};
 use crate::sdk::python_package;
 use crate::{Server, text};
 
-const STRIPE_WHSEC: &str = "whsec_test_0d5c1e9f2a7b4c3d8e6f";
+pub const STRIPE_WHSEC: &str = "whsec_test_0d5c1e9f2a7b4c3d8e6f";
 const PUSH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn stripe_signature(body: &str) -> String {
+pub fn stripe_signature(body: &str) -> String {
     let t = jiff::Timestamp::now().as_second();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(STRIPE_WHSEC.as_bytes()).expect("key");
     mac.update(format!("{t}.{body}").as_bytes());

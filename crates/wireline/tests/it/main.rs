@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod demo;
+mod encryption;
 mod events;
 mod hooks;
 mod poll;
