@@ -11,6 +11,7 @@
 //! and starts nothing.
 #![warn(missing_docs)]
 
+pub mod keys;
 pub mod leaks;
 mod load;
 pub mod model;

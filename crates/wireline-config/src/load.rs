@@ -237,6 +237,9 @@ pub fn load_str_in(
         }
         config.apply_environment(name);
     }
+    for (key_path, message) in shared_agent_credentials(&config) {
+        findings.push(locate(key_path, Severity::Warning, message));
+    }
     for key_path in malformed_signing_secrets(&config) {
         findings.push(locate(
             key_path,
@@ -445,6 +448,50 @@ pub(crate) fn span_of(document: &Spanned<DeTable<'_>>, key_path: &str) -> Range<
 
 /// Key paths of resolved secrets that sign Standard Webhooks (a `standard` webhook's secrets,
 /// push subscriptions' secrets) but are not `whsec_` + base64.
+/// Agents whose own upstream credentials for a service have the same value: each agent should
+/// have its own key. Values are compared by a hash keyed with a per-process random salt, and
+/// never shown.
+fn shared_agent_credentials(config: &crate::model::Config) -> Vec<(String, String)> {
+    use secrecy::ExposeSecret;
+    use sha2::Digest;
+    use std::hash::{BuildHasher, Hasher};
+    let salt = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        .to_le_bytes();
+    let keyed = |value: &str| -> [u8; 32] {
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(salt);
+        hasher.update(value.as_bytes());
+        hasher.finalize().into()
+    };
+    let mut seen: BTreeMap<[u8; 32], String> = BTreeMap::new();
+    let mut found = Vec::new();
+    for (agent_name, agent) in &config.agents {
+        for (service, auth) in &agent.credentials {
+            let mut copy = auth.clone();
+            let mut secrets = Vec::new();
+            crate::model::collect_auth_secrets(&mut copy, &mut secrets);
+            for secret in secrets {
+                let Some(value) = secret.value() else {
+                    continue;
+                };
+                let hash = keyed(value.expose_secret());
+                match seen.get(&hash) {
+                    Some(other) if other != agent_name => found.push((
+                        format!("agents.{agent_name}.credentials.{service}"),
+                        format!("agents {other} and {agent_name} use the same upstream credential value; give each agent its own key, so one can be revoked or rate-limited without the other"),
+                    )),
+                    _ => {
+                        seen.insert(hash, agent_name.clone());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 fn malformed_signing_secrets(config: &crate::model::Config) -> Vec<String> {
     use base64::Engine;
     use secrecy::ExposeSecret;

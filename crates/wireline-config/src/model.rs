@@ -58,10 +58,33 @@ pub struct Config {
     /// Encryption at rest.
     #[serde(default)]
     pub security: Security,
+    /// Credential metadata by reference name (the variable of `${env:NAME}`, or the path of
+    /// `${file:PATH}`): when it was created, how often it must rotate.
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyMeta>,
     /// The environment applied at load (`--env`), if any. Not a key of the file.
     #[serde(skip)]
     #[schemars(skip)]
     pub active_environment: Option<String>,
+}
+
+/// `[keys.NAME]`: a credential's lifecycle.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyMeta {
+    /// The day it was issued, e.g. `"2026-09-01"`.
+    #[schemars(with = "String")]
+    pub created: jiff::civil::Date,
+    /// How long it may live before it must be rotated (default `"90d"`).
+    #[serde(default = "default_rotate_every")]
+    pub rotate_every: Duration,
+    /// Who owns it (a team, a person), for the reminder.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+fn default_rotate_every() -> Duration {
+    Duration::from_secs(90 * 86_400)
 }
 
 /// `[security]`: encryption at rest. With a key, idempotency responses and the payloads of
@@ -311,6 +334,10 @@ impl Default for Storage {
 pub struct Agent {
     /// The agent's own bearer token to Wireline, as a secret reference.
     pub token: Secret,
+    /// A second token accepted alongside `token` while the agent switches to it (zero-downtime
+    /// rotation; `wireline keys rotate` walks through it).
+    #[serde(default)]
+    pub next_token: Option<Secret>,
     /// What the agent may do: `SERVICE:read` (GET/HEAD), `SERVICE:write` (other methods),
     /// `SERVICE:OPERATION` (one named operation), `events:read`, `events:write`, `events:write:PREFIX` (only event types starting with PREFIX).
     #[serde(default)]
@@ -1272,6 +1299,9 @@ impl Config {
         let mut found = Vec::new();
         for (name, agent) in &mut self.agents {
             found.push((format!("agents.{name}.token"), &mut agent.token));
+            if let Some(next) = &mut agent.next_token {
+                found.push((format!("agents.{name}.next_token"), next));
+            }
             for (service, auth) in &mut agent.credentials {
                 auth_secrets(
                     format!("agents.{name}.credentials.{service}"),
@@ -1329,6 +1359,13 @@ impl Config {
         }
         found
     }
+}
+
+/// The secrets of an `auth` (for comparisons inside this crate).
+pub(crate) fn collect_auth_secrets<'a>(auth: &'a mut Auth, found: &mut Vec<&'a mut Secret>) {
+    let mut located = Vec::new();
+    auth_secrets(String::new(), auth, &mut located);
+    found.extend(located.into_iter().map(|(_, secret)| secret));
 }
 
 fn auth_secrets<'a>(at: String, auth: &'a mut Auth, found: &mut Vec<(String, &'a mut Secret)>) {

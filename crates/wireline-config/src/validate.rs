@@ -37,6 +37,9 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
+    for (path, message) in crate::keys::unused_metadata(config) {
+        warning(&mut found, path, message);
+    }
     let sensitive =
         !config.events.sensitive.is_empty() || config.services.values().any(|s| s.sensitive);
     if sensitive && config.security.encryption_key.is_none() {

@@ -39,7 +39,8 @@ impl Caller {
 
 struct Entry {
     name: String,
-    digest: [u8; 32],
+    /// The token's digest, and the next token's while rotating.
+    digests: Vec<[u8; 32]>,
     scopes: BTreeSet<String>,
 }
 
@@ -60,9 +61,13 @@ impl Agents {
             .iter()
             .filter_map(|(name, agent)| {
                 let token = agent.token.value()?;
+                let mut digests = vec![digest(token.expose_secret().as_bytes())];
+                if let Some(next) = agent.next_token.as_ref().and_then(|t| t.value()) {
+                    digests.push(digest(next.expose_secret().as_bytes()));
+                }
                 Some(Entry {
                     name: name.clone(),
-                    digest: digest(token.expose_secret().as_bytes()),
+                    digests,
                     scopes: agent.scopes.iter().cloned().collect(),
                 })
             })
@@ -80,8 +85,10 @@ impl Agents {
         let presented = digest(token.trim().as_bytes());
         let mut found = None;
         for entry in &self.entries {
-            if bool::from(entry.digest.ct_eq(&presented)) {
-                found = Some(entry.name.clone());
+            for digest in &entry.digests {
+                if bool::from(digest.ct_eq(&presented)) {
+                    found = Some(entry.name.clone());
+                }
             }
         }
         found.map(Caller::Agent)

@@ -57,6 +57,9 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also fail on credentials past their rotation date (`[keys.NAME]`).
+        #[arg(long)]
+        strict: bool,
     },
     /// Start the server.
     Run {
@@ -121,6 +124,17 @@ pub enum Command {
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,
+    },
+    /// Credentials by name (never value): age, environment, the agents that use them, when
+    /// rotation is due; `rotate NAME` walks through a zero-downtime rotation.
+    Keys {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One JSON object per credential instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<KeysAction>,
     },
     /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
     /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
@@ -212,6 +226,16 @@ pub enum ReconcileAction {
         /// The reports as JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `wireline keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// The steps to rotate one credential without downtime.
+    Rotate {
+        /// The credential's name (the variable of `${env:NAME}`).
+        name: String,
     },
 }
 

@@ -531,3 +531,124 @@ fn the_tls_floor_cannot_be_lowered() {
         "TLS 1.2 is the minimum and cannot be lowered",
     );
 }
+
+#[test]
+fn the_key_inventory_knows_ages_agents_environments_and_shared_values() {
+    use wireline_config::keys::{Status, inventory};
+    let text = r#"
+[agents.billing]
+token = "${env:BILLING_TOKEN}"
+scopes = ["stripe:read"]
+[agents.support]
+token = "${env:SUPPORT_TOKEN}"
+scopes = ["stripe:read", "slack:write"]
+credentials.slack = { bearer = "${env:SUPPORT_SLACK}" }
+[agents.ops]
+token = "${env:OPS_TOKEN}"
+scopes = ["slack:write"]
+credentials.slack = { bearer = "${env:OPS_SLACK}" }
+[services.stripe]
+base_url = "https://api.stripe.com"
+auth = { bearer = "${env:STRIPE_KEY}" }
+[services.slack]
+base_url = "https://slack.com"
+[environments.staging.services.stripe]
+auth = { bearer = "${env:STRIPE_SANDBOX}" }
+[keys.STRIPE_KEY]
+created = "2026-08-01"
+owner = "payments"
+[keys.BILLING_TOKEN]
+created = "2026-09-10"
+[keys.OPS_SLACK]
+created = "2026-11-20"
+rotate_every = "30d"
+[keys.TYPO_KEY]
+created = "2026-01-01"
+"#;
+    let values = [
+        ("BILLING_TOKEN", "b-token"),
+        ("SUPPORT_TOKEN", "s-token"),
+        ("OPS_TOKEN", "o-token"),
+        ("SUPPORT_SLACK", "xoxb-same-value"),
+        ("OPS_SLACK", "xoxb-same-value"),
+        ("STRIPE_KEY", "stripe-value"),
+    ];
+    let loaded = load_str(
+        text,
+        &std::env::temp_dir().join("wireline-config-tests-no-dotenv/wireline.toml"),
+        &env(&values),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("agents.support.credentials.slack")
+                || w.contains("agents.ops.credentials.slack")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("agents ops and support use the same upstream credential value")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.iter().all(|w| !w.contains("xoxb-same-value")),
+        "never the value"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("keys.TYPO_KEY")),
+        "{warnings:#?}"
+    );
+
+    let today: jiff::civil::Date = "2026-11-29".parse().expect("date");
+    let keys = inventory(&loaded.config, today);
+    let key = |name: &str| {
+        keys.iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let stripe = key("STRIPE_KEY");
+    assert_eq!(
+        stripe.status,
+        Status::Overdue,
+        "120 days old, 90-day rotation"
+    );
+    assert_eq!(stripe.age_days, Some(120));
+    assert_eq!(
+        stripe.due.map(|d| d.to_string()).as_deref(),
+        Some("2026-10-30")
+    );
+    assert_eq!(
+        stripe.agents.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["billing", "support"]
+    );
+    assert_eq!(
+        stripe
+            .environments
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["base"]
+    );
+    assert_eq!(
+        key("BILLING_TOKEN").status,
+        Status::DueSoon,
+        "80 days of 90"
+    );
+    assert_eq!(key("OPS_SLACK").status, Status::Ok);
+    assert_eq!(key("SUPPORT_TOKEN").status, Status::Unknown);
+    assert_eq!(
+        key("STRIPE_SANDBOX")
+            .environments
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["staging"]
+    );
+    assert!(
+        keys.iter().all(|k| !k.reference.contains("value")),
+        "references, never values"
+    );
+}

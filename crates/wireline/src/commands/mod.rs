@@ -6,6 +6,7 @@ mod deliveries;
 mod demo;
 mod events;
 mod init;
+mod keys;
 mod mock;
 mod projections;
 mod reconcile;
@@ -33,10 +34,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = ENVIRONMENT.set(cli.environment.clone());
     match cli.command {
         Command::Init { dir, force } => init::run(&dir, force),
-        Command::Check { config } => check::run(&config.config),
+        Command::Check { config, strict } => check::run(&config.config, strict),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Demo => demo::run(),
+        Command::Keys {
+            config,
+            json,
+            action,
+        } => keys::run(&config.config, json, action),
         Command::Secrets { action } => match action {
             crate::cli::SecretsAction::Scan {
                 path,

@@ -7,6 +7,7 @@ mod demo;
 mod encryption;
 mod events;
 mod hooks;
+mod keys;
 mod poll;
 mod scenarios;
 mod sdk;
