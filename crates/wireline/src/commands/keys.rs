@@ -48,8 +48,8 @@ pub fn run(path: &Path, json: bool, action: Option<KeysAction>) -> anyhow::Resul
         }
         None => {
             println!(
-                "{:<28} {:<13} {:>5} {:<11} {:<16} {}",
-                "NAME", "STATUS", "AGE", "DUE", "ENVIRONMENTS", "AGENTS"
+                "{:<28} {:<13} {:>5} {:<11} {:<16} AGENTS",
+                "NAME", "STATUS", "AGE", "DUE", "ENVIRONMENTS"
             );
             for info in &inventory {
                 println!(
