@@ -104,6 +104,63 @@ pub struct Security {
     /// Earlier keys by id, still accepted for reading what they sealed: `{ k1 = "${env:OLD}" }`.
     #[serde(default)]
     pub previous_keys: BTreeMap<String, Secret>,
+    /// Call-rate anomalies per agent and per credential.
+    #[serde(default)]
+    pub anomaly: Anomaly,
+}
+
+/// `[security.anomaly]`: a spike in an agent's (or a credential's) call rate against its
+/// rolling baseline raises a `wireline.alert.anomaly` event, and optionally throttles the agent.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Anomaly {
+    /// Watch call rates at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How many times the baseline rate is a spike.
+    #[serde(default = "default_anomaly_factor")]
+    pub factor: f64,
+    /// The window whose calls are compared.
+    #[serde(default = "default_anomaly_window")]
+    pub window: Duration,
+    /// How far back the baseline reaches (no alert before one whole baseline was seen).
+    #[serde(default = "default_anomaly_baseline")]
+    pub baseline: Duration,
+    /// Fewer calls than this in a window are never a spike.
+    #[serde(default = "default_anomaly_min_calls")]
+    pub min_calls: u64,
+    /// Refuse a spiking agent's calls (429) until its rate is back under twice the baseline.
+    #[serde(default)]
+    pub throttle: bool,
+}
+
+impl Default for Anomaly {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            factor: default_anomaly_factor(),
+            window: default_anomaly_window(),
+            baseline: default_anomaly_baseline(),
+            min_calls: default_anomaly_min_calls(),
+            throttle: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_anomaly_factor() -> f64 {
+    5.0
+}
+fn default_anomaly_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_anomaly_baseline() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_anomaly_min_calls() -> u64 {
+    100
 }
 
 /// `[mock]`: the built-in emulators of Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot and
@@ -355,9 +412,14 @@ pub struct Agent {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alerts {
-    /// A URL that receives each alert event as a JSON POST (e.g. a chat webhook).
+    /// A URL that receives each alert event as a JSON POST (e.g. a chat webhook), retried
+    /// three times.
     #[serde(default)]
     pub url: Option<String>,
+    /// Send Slack-compatible JSON (`{"text": "..."}`, for a Slack incoming webhook or any
+    /// chat that takes it) instead of the CloudEvent.
+    #[serde(default)]
+    pub slack: bool,
 }
 
 /// `[services.NAME]`: one upstream service, how to authenticate to it, and its policies.

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod anomaly;
 pub mod client;
 pub mod operations;
 mod record;
@@ -111,6 +112,10 @@ pub struct Direct {
     agents: agents::Agents,
     services: BTreeMap<String, Arc<Runtime>>,
     recorder: Arc<Recorder>,
+    /// Call-rate anomalies (`[security.anomaly]`), `None` when disabled.
+    anomaly: Option<std::sync::Mutex<anomaly::Detector>>,
+    /// On tokio's clock, so tests with paused time drive the detector deterministically.
+    started: tokio::time::Instant,
 }
 
 /// Headers never forwarded in either direction (hop-by-hop, framing, credentials).
@@ -173,6 +178,7 @@ impl Direct {
             Arc::clone(&store),
             alert_client,
             config.alerts.url.clone(),
+            config.alerts.slack,
         ));
         let mut services = BTreeMap::new();
         for (name, service) in &config.services {
@@ -212,10 +218,21 @@ impl Direct {
                 }),
             );
         }
+        let watch = &config.security.anomaly;
         Ok(Self {
             agents: agents::Agents::new(config),
             services,
             recorder,
+            anomaly: watch.enabled.then(|| {
+                std::sync::Mutex::new(anomaly::Detector::new(anomaly::Thresholds {
+                    factor: watch.factor,
+                    window: watch.window.get(),
+                    baseline: watch.baseline.get(),
+                    min_calls: watch.min_calls,
+                    throttle: watch.throttle,
+                }))
+            }),
+            started: tokio::time::Instant::now(),
         })
     }
 
@@ -469,6 +486,39 @@ impl Direct {
         })
     }
 
+    /// Counts an agent's call for anomaly detection; refuses it while the agent is throttled.
+    fn watch_rate(&self, caller: &Caller, runtime: &Runtime) -> Result<(), Problem> {
+        let (Some(detector), Caller::Agent(agent)) = (&self.anomaly, caller) else {
+            return Ok(());
+        };
+        let owner = if runtime.agent_credentials.contains_key(agent) {
+            agent.as_str()
+        } else {
+            "service"
+        };
+        let keys = [
+            format!("agent:{agent}"),
+            format!("credential:{}:{owner}", runtime.name),
+        ];
+        let now = self.started.elapsed();
+        let mut detector = detector
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in &keys {
+            if let Some(spike) = detector.observe(key, now) {
+                self.recorder.anomaly(agent, &runtime.name, &spike);
+            }
+        }
+        if detector.throttled(&keys[0]) {
+            return Err(Problem::new(
+                ProblemKind::RateLimited,
+                format!("agent {agent} is throttled: its call rate spiked far above its baseline ([security.anomaly]); it is let through again once its rate falls back"),
+            )
+            .with_retry_after(60));
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         caller: &Caller,
@@ -479,6 +529,7 @@ impl Direct {
         operation: Option<String>,
     ) -> Result<Reply, Problem> {
         let started = Instant::now();
+        self.watch_rate(caller, runtime)?;
         let outbound = self.outbound(caller, runtime, &target, idempotency_key.as_deref())?;
         let path = outbound.url.path().to_owned();
         let call = Call {

@@ -28,20 +28,56 @@ struct Record {
 /// Records appended together at most (one store batch).
 const RECORD_BATCH: usize = 256;
 
-/// Logs an alert and POSTs it to `[alerts] url`, if set. Called after the event is stored.
-async fn alert(client: &reqwest::Client, url: Option<&str>, event: &Event) {
-    warn!(alert = %event.ty, data = %event.data.as_ref().map(|d| d.to_string()).unwrap_or_default(), "alert");
-    let Some(url) = url else { return };
-    let sent = client
-        .post(url)
-        .header("content-type", "application/cloudevents+json")
-        .timeout(Duration::from_secs(10))
-        .body(serde_json::to_vec(event).unwrap_or_default())
-        .send()
-        .await;
-    if let Err(error) = sent {
-        warn!(error = %error.without_url(), "alert not delivered to [alerts] url");
-    }
+/// Logs an alert; returns the POST of it to `[alerts] url`, if set, to run in the background
+/// with its own retries (three attempts: at once, after 1 s, after 5 s), so a slow chat webhook never
+/// holds up the audit trail. `slack = true` sends Slack-compatible JSON (`{"text": ...}`),
+/// else the CloudEvent itself.
+fn alert(
+    client: &reqwest::Client,
+    url: Option<&str>,
+    slack: bool,
+    event: &Event,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    let data = event
+        .data
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    warn!(alert = %event.ty, data = %data, "alert");
+    let url = url?;
+    let (content_type, body) = if slack {
+        let text = format!(":rotating_light: *{}* {} at {}", event.ty, data, event.time);
+        (
+            "application/json",
+            serde_json::to_vec(&json!({ "text": text })).unwrap_or_default(),
+        )
+    } else {
+        (
+            "application/cloudevents+json",
+            serde_json::to_vec(event).unwrap_or_default(),
+        )
+    };
+    let (client, url) = (client.clone(), url.to_owned());
+    Some(async move {
+        for wait in [0u64, 1, 5] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            let sent = client
+                .post(&url)
+                .header("content-type", content_type)
+                .timeout(Duration::from_secs(10))
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => return,
+                Ok(response) => warn!(status = %response.status(), "[alerts] url refused an alert"),
+                Err(error) => {
+                    warn!(error = %error.without_url(), "alert not delivered to [alerts] url")
+                }
+            }
+        }
+        warn!("alert given up after 3 attempts; it stays in the event log");
+    })
 }
 
 /// The background recorder.
@@ -115,6 +151,7 @@ impl Recorder {
         store: std::sync::Arc<dyn Store>,
         client: reqwest::Client,
         alert_url: Option<String>,
+        alert_slack: bool,
     ) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Record>();
         let task = tokio::spawn(async move {
@@ -122,6 +159,8 @@ impl Recorder {
             // then makes the lot one durable commit instead of one fsync per record, so the
             // recorder keeps up with the proxy instead of queueing without bound.
             let mut batch = Vec::with_capacity(RECORD_BATCH);
+            // Alert notifications in flight: a clean stop gives them up to 10 s to land.
+            let mut notifications = tokio::task::JoinSet::new();
             while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
                 let mut appends = tokio::task::JoinSet::new();
                 for record in &batch {
@@ -135,9 +174,18 @@ impl Recorder {
                 }
                 while appends.join_next().await.is_some() {}
                 for record in batch.drain(..).filter(|record| record.alert) {
-                    alert(&client, alert_url.as_deref(), &record.event).await;
+                    if let Some(delivery) =
+                        alert(&client, alert_url.as_deref(), alert_slack, &record.event)
+                    {
+                        notifications.spawn(delivery);
+                    }
                 }
+                while notifications.try_join_next().is_some() {}
             }
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while notifications.join_next().await.is_some() {}
+            })
+            .await;
         });
         Self {
             sender: Mutex::new(Some(sender)),
@@ -227,6 +275,16 @@ impl Recorder {
                 data,
             ),
             false,
+        );
+    }
+
+    /// A call-rate spike (see `anomaly.rs`): a human should know.
+    pub(crate) fn anomaly(&self, agent: &str, service: &str, spike: &crate::anomaly::Spike) {
+        metrics::counter!("wireline_anomalies_total", "key" => spike.key.clone()).increment(1);
+        let data = json!({ "key": spike.key, "agent": agent, "service": service, "calls_in_window": spike.calls, "baseline_per_window": spike.baseline });
+        self.send(
+            event("wireline.alert.anomaly", service, Some(agent), data),
+            true,
         );
     }
 

@@ -717,3 +717,67 @@ async fn min_tls_13_refuses_a_tls_12_only_upstream_and_the_floor_takes_it() {
     assert!(refused.detail.contains("min_tls"), "{}", refused.detail);
     assert_eq!(https.seen.lock().expect("lock").len(), 1, "nothing sent");
 }
+
+#[tokio::test]
+async fn a_call_rate_spike_raises_one_anomaly_alert_and_throttles_the_agent() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}[security.anomaly]\nwindow = \"500ms\"\nbaseline = \"1s\"\nmin_calls = 15\nfactor = 5.0\nthrottle = true\n",
+        service("svc", &mock, "")
+    );
+    let w = world(&config, r#"["svc:read"]"#, "");
+    // A steady baseline: one call every 100 ms for 1.6 s (about 5 per window).
+    for _ in 0..16 {
+        w.direct
+            .proxy(proxy("svc", Method::GET, "x", ""))
+            .await
+            .expect("steady");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A burst: 40 calls at once, several times the baseline (even on a loaded machine).
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(
+            match w.direct.proxy(proxy("svc", Method::GET, "x", "")).await {
+                Ok(reply) => reply.status().as_u16(),
+                Err(problem) => {
+                    assert!(problem.detail.contains("throttled"), "{}", problem.detail);
+                    problem.status
+                }
+            },
+        );
+    }
+    assert!(
+        statuses.contains(&429),
+        "the spiking agent is throttled: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().take(10).all(|s| *s == 200),
+        "not before the spike: {statuses:?}"
+    );
+    w.direct.shutdown().await;
+    let events = w.store.read(Offset::START, 1000).await.expect("read");
+    let anomalies: Vec<_> = events
+        .iter()
+        .filter(|e| e.ty == "wireline.alert.anomaly")
+        .collect();
+    let keys: Vec<String> = anomalies
+        .iter()
+        .map(|e| {
+            e.event().expect("event").data.expect("data")["key"]
+                .as_str()
+                .expect("key")
+                .to_owned()
+        })
+        .collect();
+    assert!(keys.contains(&"agent:bot".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"credential:svc:service".to_owned()),
+        "the credential is watched too: {keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| *k == "agent:bot").count(),
+        1,
+        "one alert per spike"
+    );
+}
