@@ -1067,6 +1067,10 @@ pub struct Operation {
     /// Whether repeating the call is harmless; defaults to true for GET, HEAD, PUT and DELETE.
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// The OAuth 2.0 scopes the operation needs; a service's token asks for the union of
+    /// its operations' scopes (and `check` warns about requested scopes none needs).
+    #[serde(default)]
+    pub scopes: Vec<String>,
     /// How parameters not in the path are sent with POST, PUT and PATCH: a JSON body, or a
     /// form body (Stripe). GET, HEAD and DELETE send them in the query.
     #[serde(default)]

@@ -37,6 +37,41 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
+    for (name, service) in &config.services {
+        let Some(crate::model::Auth::OAuth2(oauth2)) = &service.auth else {
+            continue;
+        };
+        let needed: BTreeSet<&str> = service
+            .operations
+            .values()
+            .flat_map(|op| op.scopes.iter().map(String::as_str))
+            .collect();
+        let unused: Vec<&str> = oauth2
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !needed.contains(s))
+            .collect();
+        if !unused.is_empty() {
+            warning(
+                &mut found,
+                format!("services.{name}.auth.oauth2.scopes"),
+                format!(
+                    "no operation of {name} needs {}; ask for the least: leave scopes out (the union of the operations' `scopes` is requested) or drop these",
+                    unused.join(", ")
+                ),
+            );
+        }
+        if oauth2.grant == crate::model::Grant::RefreshToken
+            && config.security.encryption_key.is_none()
+        {
+            warning(
+                &mut found,
+                format!("services.{name}.auth.oauth2.grant"),
+                "a refresh token the provider rotates is kept in memory only, so after a restart the configured (already replaced) one is used; set [security] encryption_key to keep it, sealed, in the store".to_owned(),
+            );
+        }
+    }
     for (path, message) in crate::keys::unused_metadata(config) {
         warning(&mut found, path, message);
     }

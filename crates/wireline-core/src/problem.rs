@@ -44,6 +44,9 @@ pub enum ProblemKind {
     CircuitOpen,
     /// No usable credential for the service.
     CredentialUnavailable,
+    /// A service's OAuth 2.0 token could not be obtained or refreshed (revoked, expired,
+    /// refused): calls fail at once until an operator fixes the credential.
+    CredentialExpired,
     /// A webhook whose signature does not verify (missing, wrong, or too old).
     BadSignature,
     /// A bug or an unexpected failure inside Wireline.
@@ -70,6 +73,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => "upstream-timeout",
             Self::CircuitOpen => "circuit-open",
             Self::CredentialUnavailable => "credential-unavailable",
+            Self::CredentialExpired => "credential-expired",
             Self::BadSignature => "bad-signature",
             Self::Internal => "internal",
         }
@@ -94,6 +98,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => 504,
             Self::CircuitOpen => 503,
             Self::CredentialUnavailable => 503,
+            Self::CredentialExpired => 503,
             Self::BadSignature => 401,
             Self::Internal => 500,
         }
@@ -118,6 +123,7 @@ impl ProblemKind {
             Self::UpstreamTimeout => "Upstream timed out",
             Self::CircuitOpen => "Upstream circuit open",
             Self::CredentialUnavailable => "Credential unavailable",
+            Self::CredentialExpired => "Credential expired",
             Self::BadSignature => "Webhook signature not valid",
             Self::Internal => "Internal error",
         }

@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod anomaly;
 pub mod client;
+mod oauth;
 pub mod operations;
 mod record;
 pub mod target;
@@ -89,6 +90,8 @@ struct Runtime {
     client: reqwest::Client,
     stack: PolicyStack,
     agent_credentials: BTreeMap<String, Auth>,
+    /// The service's OAuth 2.0 tokens, when its `auth` is `oauth2`.
+    oauth: Option<Arc<oauth::TokenSource>>,
 }
 
 /// Where a request goes inside a service.
@@ -206,6 +209,18 @@ impl Direct {
                 })
                 .collect();
             metrics::gauge!("wireline_direct_breaker_state", "service" => name.clone()).set(0.0);
+            let oauth = match &service.auth {
+                Some(Auth::OAuth2(oauth2)) => Some(Arc::new(oauth::TokenSource::new(
+                    name,
+                    oauth2,
+                    oauth::requested_scopes(service, oauth2),
+                    client.clone(),
+                    Arc::clone(&store),
+                    config.security.encryption_key.is_some(),
+                    Arc::clone(&recorder),
+                ))),
+                _ => None,
+            };
             services.insert(
                 name.clone(),
                 Arc::new(Runtime {
@@ -214,6 +229,7 @@ impl Direct {
                     base,
                     client,
                     stack,
+                    oauth,
                     agent_credentials,
                 }),
             );
@@ -393,6 +409,7 @@ impl Direct {
         runtime: &Runtime,
         target: &Target,
         idempotency_key: Option<&str>,
+        oauth_token: Option<&secrecy::SecretString>,
     ) -> Result<Outbound, Problem> {
         let (method, url, mut headers, body) = match target {
             Target::Proxy {
@@ -467,7 +484,7 @@ impl Direct {
             Caller::Operator | Caller::Poller => runtime.config.auth.as_ref(),
         };
         if let Some(auth) = auth {
-            apply_auth(auth, &mut headers, &mut url, &runtime.name)?;
+            apply_auth(auth, &mut headers, &mut url, &runtime.name, oauth_token)?;
         }
         let provider_header = runtime.config.idempotency.header.trim();
         if let (Some(key), false) = (idempotency_key, provider_header.is_empty())
@@ -530,7 +547,22 @@ impl Direct {
     ) -> Result<Reply, Problem> {
         let started = Instant::now();
         self.watch_rate(caller, runtime)?;
-        let outbound = self.outbound(caller, runtime, &target, idempotency_key.as_deref())?;
+        // The service's OAuth token, unless the agent calls with its own credential.
+        let oauth = runtime
+            .oauth
+            .as_ref()
+            .filter(|_| !matches!(caller, Caller::Agent(name) if runtime.agent_credentials.contains_key(name)));
+        let mut token = match oauth {
+            Some(source) => Some(source.token(None).await?),
+            None => None,
+        };
+        let mut outbound = self.outbound(
+            caller,
+            runtime,
+            &target,
+            idempotency_key.as_deref(),
+            token.as_ref().map(|t| &t.0),
+        )?;
         let path = outbound.url.path().to_owned();
         let call = Call {
             agent: caller.name().to_owned(),
@@ -553,6 +585,21 @@ impl Direct {
             idempotency_key,
         };
         let mut execution = execute(runtime, &call, &outbound).await;
+        // A 401 with an OAuth token: refresh once (one refresh for every caller that saw the
+        // same token refused) and try again with the new token.
+        if let (Some(source), Some((_, generation))) = (oauth, &token)
+            && matches!(&execution.outcome, Outcome::Response(response) if response.status == 401)
+        {
+            token = Some(source.token(Some(*generation)).await?);
+            outbound = self.outbound(
+                caller,
+                runtime,
+                &target,
+                call.idempotency_key.as_deref(),
+                token.as_ref().map(|t| &t.0),
+            )?;
+            execution = execute(runtime, &call, &outbound).await;
+        }
         if execution.wants_fallback() {
             execution = self
                 .fallback(caller, runtime, &target, &call, execution)
@@ -591,11 +638,19 @@ impl Direct {
             let Some(alternate_runtime) = self.services.get(alternate) else {
                 continue;
             };
+            let token = match &alternate_runtime.oauth {
+                Some(source) => match source.token(None).await {
+                    Ok(token) => Some(token.0),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
             let Ok(outbound) = self.outbound(
                 caller,
                 alternate_runtime,
                 target,
                 call.idempotency_key.as_deref(),
+                token.as_ref(),
             ) else {
                 continue;
             };
@@ -675,6 +730,7 @@ fn apply_auth(
     headers: &mut HeaderMap,
     url: &mut Url,
     service: &str,
+    oauth_token: Option<&secrecy::SecretString>,
 ) -> Result<(), Problem> {
     let missing = || {
         Problem::new(
@@ -721,12 +777,11 @@ fn apply_auth(
                 .append_pair(name, secret.expose_secret());
         }
         Auth::OAuth2(_) => {
-            return Err(Problem::new(
-                ProblemKind::CredentialUnavailable,
-                format!(
-                    "{service} uses OAuth 2.0, whose token exchange is not built yet; use bearer, basic, header or query auth for now"
-                ),
-            ));
+            let token = oauth_token.ok_or_else(missing)?;
+            headers.insert(
+                http::header::AUTHORIZATION,
+                sensitive(format!("Bearer {}", token.expose_secret())).map_err(|_| missing())?,
+            );
         }
     }
     Ok(())

@@ -139,6 +139,7 @@ mod tests {
             path: path.into(),
             description: None,
             idempotent: None,
+            scopes: Vec::new(),
             body,
         }
     }

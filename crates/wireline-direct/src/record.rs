@@ -278,6 +278,32 @@ impl Recorder {
         );
     }
 
+    /// An OAuth token refresh: an audit event (scopes, lifetime; never a token).
+    pub(crate) fn oauth_refreshed(
+        &self,
+        service: &str,
+        scopes: &str,
+        expires_in: u64,
+        rotated: bool,
+    ) {
+        metrics::counter!("wireline_oauth_refreshes_total", "service" => service.to_owned(), "outcome" => "ok").increment(1);
+        let data = crate::oauth::refresh_data(service, scopes, expires_in, rotated);
+        self.send(
+            event("wireline.oauth.refreshed", service, None, data),
+            false,
+        );
+    }
+
+    /// A failed OAuth refresh: the service's calls fail until someone fixes the credential.
+    pub(crate) fn oauth_failed(&self, service: &str, why: &str) {
+        metrics::counter!("wireline_oauth_refreshes_total", "service" => service.to_owned(), "outcome" => "failed").increment(1);
+        let data = json!({ "service": service, "reason": why });
+        self.send(
+            event("wireline.alert.credential_expired", service, None, data),
+            true,
+        );
+    }
+
     /// A call-rate spike (see `anomaly.rs`): a human should know.
     pub(crate) fn anomaly(&self, agent: &str, service: &str, spike: &crate::anomaly::Spike) {
         metrics::counter!("wireline_anomalies_total", "key" => spike.key.clone()).increment(1);

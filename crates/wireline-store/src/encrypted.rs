@@ -7,6 +7,8 @@
 //! ciphertext, so keys rotate: the current key seals, any configured key opens. AES-GCM comes
 //! from `ring`, already in the build for TLS; nonces are 96 random bits per seal.
 //!
+//! Keyed state in namespaces starting with `sealed:` (OAuth refresh tokens) is sealed too.
+//!
 //! A sealed event keeps its envelope and carries `wlencrypted` in place of `data` (and of
 //! `data_base64` / `wlrawbody64`); opening restores those fields with their exact bytes.
 
@@ -28,6 +30,8 @@ use crate::{
 
 /// The fields that carry a payload.
 const PAYLOAD: [&str; 3] = ["data", "data_base64", "wlrawbody64"];
+/// Keyed-state namespaces whose values are sealed (OAuth tokens).
+pub const SEALED_NAMESPACE: &str = "sealed:";
 /// The field holding a sealed payload.
 const SEALED: &str = "wlencrypted";
 

@@ -652,3 +652,20 @@ created = "2026-01-01"
         "references, never values"
     );
 }
+
+#[test]
+fn oauth_scopes_beyond_what_operations_need_are_flagged() {
+    let loaded = load_text(
+        "[services.crm]\nbase_url = \"https://api.crm.test\"\nauth = { oauth2 = { token_url = \"https://auth.crm.test/token\", client_id = \"app\", client_secret = \"${env:KEY}\", scopes = [\"contacts.read\", \"admin.all\"] } }\n[services.crm.operations.get]\nmethod = \"GET\"\npath = \"/contacts/{id}\"\nscopes = [\"contacts.read\"]\n",
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("services.crm.auth.oauth2.scopes")
+                && w.contains("admin.all")
+                && !w.contains("contacts.read,")),
+        "{warnings:#?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The Direct API against an in-process upstream on loopback: credentials, scopes, targets,
 //! operations, idempotency, fallbacks, breaker, audit.
 
+mod oauth;
 mod tls;
 mod upstream;
 
@@ -780,4 +781,182 @@ async fn a_call_rate_spike_raises_one_anomaly_alert_and_throttles_the_agent() {
         1,
         "one alert per spike"
     );
+}
+
+fn oauth_service(world: &oauth::OAuthWorld, grant: &str, extra: &str) -> String {
+    format!(
+        "[services.crm]\nbase_url = \"{url}/v1\"\nretry = {{ attempts = 1 }}\nauth = {{ oauth2 = {{ token_url = \"{url}/oauth/token\", client_id = \"wireline-app\", client_secret = \"${{env:SERVICE_KEY}}\", grant = \"{grant}\"{extra} }} }}\n\
+         [services.crm.operations.read_contact]\nmethod = \"GET\"\npath = \"/contacts/{{id}}\"\nscopes = [\"crm.objects.contacts.read\"]\n\
+         [services.crm.operations.write_note]\nmethod = \"POST\"\npath = \"/notes\"\nscopes = [\"crm.objects.notes.write\", \"crm.objects.contacts.read\"]\n",
+        url = world.url
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_are_fetched_once_for_a_hundred_concurrent_calls_and_cached() {
+    let oauth = oauth::start(3600, "unused").await;
+    let w = Arc::new(world(
+        &oauth_service(&oauth, "client_credentials", ""),
+        r#"["crm:read"]"#,
+        "",
+    ));
+    let calls = (0..100).map(|_| {
+        let w = Arc::clone(&w);
+        tokio::spawn(async move {
+            w.direct
+                .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+                .await
+        })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        assert_eq!(call.expect("joined").expect("reply").status(), 200);
+    }
+    let requests = oauth.issuer.requests.lock().expect("lock").clone();
+    assert_eq!(
+        requests.len(),
+        1,
+        "single flight: one refresh for 100 waiting calls"
+    );
+    let (grant, scope, client) = &requests[0];
+    assert_eq!(grant, "client_credentials");
+    assert_eq!(
+        scope, "crm.objects.contacts.read crm.objects.notes.write",
+        "the union of what the operations need"
+    );
+    assert!(
+        client.starts_with("Basic "),
+        "client authentication by HTTP Basic"
+    );
+    w.direct
+        .proxy(proxy("crm", Method::GET, "contacts/2", ""))
+        .await
+        .expect("cached");
+    assert_eq!(
+        oauth.issuer.requests.lock().expect("lock").len(),
+        1,
+        "cached until near expiry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_near_expiry_are_refreshed_first_and_a_401_forces_one_refresh() {
+    // 30 s tokens are inside the 60 s refresh margin: every call refreshes first.
+    let oauth = oauth::start(30, "unused").await;
+    let w = world(
+        &oauth_service(&oauth, "client_credentials", ""),
+        r#"["crm:read"]"#,
+        "",
+    );
+    for _ in 0..3 {
+        w.direct
+            .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+            .await
+            .expect("reply");
+    }
+    assert_eq!(oauth.issuer.requests.lock().expect("lock").len(), 3);
+    let oauth = oauth::start(3600, "unused").await;
+    let w = world(
+        &oauth_service(&oauth, "client_credentials", ""),
+        r#"["crm:read"]"#,
+        "",
+    );
+    w.direct
+        .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+        .await
+        .expect("first");
+    // The provider revokes the token it issued: the next call gets 401, refreshes once, and
+    // succeeds with the new token.
+    oauth.issuer.valid.lock().expect("lock").clear();
+    let reply = w
+        .direct
+        .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+        .await
+        .expect("second");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(oauth.issuer.requests.lock().expect("lock").len(), 2);
+    let calls = oauth.issuer.calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the refused call, then the retry: {calls:?}"
+    );
+    assert_ne!(calls[1], calls[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_refresh_tokens_replace_the_old_one_and_a_revoked_grant_fails_fast_with_an_alert() {
+    let oauth = oauth::start(30, OTHER_TOKEN).await;
+    let w = world(
+        &oauth_service(
+            &oauth,
+            "refresh_token",
+            ", refresh_token = \"${env:OTHER_TOKEN}\"",
+        ),
+        r#"["crm:read"]"#,
+        "",
+    );
+    // Each refresh rotates the refresh token; only the newest is accepted by the server.
+    for _ in 0..3 {
+        assert_eq!(
+            w.direct
+                .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+                .await
+                .expect("reply")
+                .status(),
+            200
+        );
+    }
+    let grants: Vec<String> = oauth
+        .issuer
+        .requests
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    assert_eq!(grants, ["refresh_token", "refresh_token", "refresh_token"]);
+    *oauth.issuer.revoked.lock().expect("lock") = true;
+    let started = std::time::Instant::now();
+    let refused = w
+        .direct
+        .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+        .await
+        .expect_err("no token, no call");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "fails fast, no hang"
+    );
+    assert_eq!(refused.kind, ProblemKind::CredentialExpired);
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.detail.contains("invalid_grant")
+            && refused.detail.contains("[services.crm.auth.oauth2]"),
+        "{}",
+        refused.detail
+    );
+    w.direct.shutdown().await;
+    let events = w.store.read(Offset::START, 1000).await.expect("read");
+    let types: Vec<&str> = events.iter().map(|e| e.ty.as_str()).collect();
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "wireline.oauth.refreshed")
+            .count(),
+        3,
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"wireline.alert.credential_expired"),
+        "{types:?}"
+    );
+    for event in &events {
+        assert!(
+            !event.body.contains("at-")
+                && !event.body.contains("rt-")
+                && !event.body.contains(OTHER_TOKEN),
+            "no token in {}",
+            event.body
+        );
+    }
+    assert!(!refused.detail.contains("rt-") && !refused.detail.contains(SERVICE_KEY));
 }

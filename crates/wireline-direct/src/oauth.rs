@@ -1,0 +1,281 @@
+//! OAuth 2.0 toward upstream services: client credentials or refresh-token grants, tokens
+//! cached and refreshed before they expire, one refresh at a time however many calls wait
+//! (single flight), a forced refresh after a 401, refresh-token rotation, an audit event per
+//! refresh and an alert when refreshing fails.
+//!
+//! Written on Wireline's own client rather than the `oauth2` crate: the exchange is one form
+//! POST (RFC 6749 §4.4 / §6), and the crate would bring a second HTTP client and TLS stack.
+//!
+//! A rotated refresh token replaces the configured one in memory at once; with
+//! `[security] encryption_key` it is also stored (sealed) so a restart uses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{info, warn};
+use wireline_config::model::{Grant, OAuth2};
+use wireline_core::{Problem, ProblemKind};
+use wireline_store::Store;
+
+/// Refresh this long before the token expires.
+const SKEW: Duration = Duration::from_secs(60);
+/// The state namespace of rotated refresh tokens (sealed by the encryption wrapper).
+pub(crate) const NAMESPACE: &str = "sealed:oauth";
+
+struct Token {
+    access: SecretString,
+    expires_at: Instant,
+    /// Counts refreshes, so a forced refresh after a 401 happens once for all waiters.
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// One service's tokens.
+pub(crate) struct TokenSource {
+    service: String,
+    config: OAuth2,
+    scopes: Vec<String>,
+    client: reqwest::Client,
+    store: Arc<dyn Store>,
+    persist: bool,
+    token: Mutex<Option<Token>>,
+    refresh_token: std::sync::Mutex<Option<SecretString>>,
+    recorder: Arc<crate::record::Recorder>,
+}
+
+impl TokenSource {
+    pub(crate) fn new(
+        service: &str,
+        config: &OAuth2,
+        scopes: Vec<String>,
+        client: reqwest::Client,
+        store: Arc<dyn Store>,
+        persist: bool,
+        recorder: Arc<crate::record::Recorder>,
+    ) -> Self {
+        let refresh = config
+            .refresh_token
+            .as_ref()
+            .and_then(|secret| secret.value())
+            .map(|value| SecretString::from(value.expose_secret().to_owned()));
+        Self {
+            service: service.to_owned(),
+            config: config.clone(),
+            scopes,
+            client,
+            store,
+            persist,
+            token: Mutex::new(None),
+            refresh_token: std::sync::Mutex::new(refresh),
+            recorder,
+        }
+    }
+
+    /// A valid access token and its generation. With `after_failure` (the generation that an
+    /// upstream refused with 401), refreshes unless another caller already did.
+    pub(crate) async fn token(
+        &self,
+        after_failure: Option<u64>,
+    ) -> Result<(SecretString, u64), Problem> {
+        // Waiters queue on this lock: the first refreshes, the rest find the new token.
+        let mut held = self.token.lock().await;
+        if let Some(token) = held.as_ref() {
+            let fresh = Instant::now() + SKEW < token.expires_at;
+            let refused = after_failure == Some(token.generation);
+            if fresh && !refused {
+                return Ok((token.access.clone(), token.generation));
+            }
+        }
+        let generation = held.as_ref().map_or(1, |t| t.generation + 1);
+        let token = self.refresh(generation).await?;
+        let out = (token.access.clone(), token.generation);
+        *held = Some(token);
+        Ok(out)
+    }
+
+    async fn stored_refresh_token(&self) -> Option<SecretString> {
+        if !self.persist {
+            return None;
+        }
+        let bytes = self
+            .store
+            .get(NAMESPACE, &self.service, jiff::Timestamp::now())
+            .await
+            .ok()
+            .flatten()?;
+        String::from_utf8(bytes).ok().map(SecretString::from)
+    }
+
+    async fn refresh(&self, generation: u64) -> Result<Token, Problem> {
+        let secret = self
+            .config
+            .client_secret
+            .value()
+            .map(|s| s.expose_secret().to_owned())
+            .unwrap_or_default();
+        if self.config.grant == Grant::RefreshToken
+            && generation == 1
+            && let Some(stored) = self.stored_refresh_token().await
+        {
+            *self
+                .refresh_token
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stored);
+        }
+        // The form is built whole before the next await (its serializer is not Send).
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            match self.config.grant {
+                Grant::ClientCredentials => {
+                    form.append_pair("grant_type", "client_credentials");
+                }
+                Grant::RefreshToken => {
+                    let refresh = self
+                        .refresh_token
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .as_ref()
+                        .map(|t| t.expose_secret().to_owned())
+                        .unwrap_or_default();
+                    form.append_pair("grant_type", "refresh_token");
+                    form.append_pair("refresh_token", &refresh);
+                }
+            }
+            if !self.scopes.is_empty() {
+                form.append_pair("scope", &self.scopes.join(" "));
+            }
+            form.finish()
+        };
+        let sent = self
+            .client
+            .post(&self.config.token_url)
+            .basic_auth(&self.config.client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .timeout(Duration::from_secs(15))
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Err(self.failed(format!(
+                    "the token endpoint did not answer ({})",
+                    error.without_url()
+                )));
+            }
+        };
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            // RFC 6749 §5.2: an `error` code such as invalid_grant; never echo the body whole.
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "no error code".to_owned());
+            return Err(self.failed(format!(
+                "the token endpoint refused the {} grant with {status} ({code})",
+                grant_name(self.config.grant)
+            )));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            self.failed("the token endpoint's answer has no access_token".to_owned())
+        })?;
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+        if let Some(rotated) = &parsed.refresh_token {
+            // Rotation: the new refresh token replaces the old one at once (the old one may
+            // already be revoked by the provider), and durably where it can be sealed.
+            *self
+                .refresh_token
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(SecretString::from(rotated.clone()));
+            if self.persist
+                && let Err(error) = self
+                    .store
+                    .put(NAMESPACE, &self.service, rotated.as_bytes(), None)
+                    .await
+            {
+                warn!(service = %self.service, %error, "the rotated refresh token was not stored; a restart would use the configured one");
+            }
+        }
+        let granted = parsed
+            .scope
+            .clone()
+            .unwrap_or_else(|| self.scopes.join(" "));
+        info!(service = %self.service, scopes = %granted, expires_in = lifetime.as_secs(), "OAuth token refreshed");
+        self.recorder.oauth_refreshed(
+            &self.service,
+            &granted,
+            lifetime.as_secs(),
+            parsed.refresh_token.is_some(),
+        );
+        Ok(Token {
+            access: SecretString::from(parsed.access_token),
+            expires_at: Instant::now() + lifetime,
+            generation,
+        })
+    }
+
+    fn failed(&self, why: String) -> Problem {
+        self.recorder.oauth_failed(&self.service, &why);
+        Problem::new(
+            ProblemKind::CredentialExpired,
+            format!(
+                "{}: no OAuth token: {why}; check [services.{}.auth.oauth2] (client secret, refresh token, revoked consent) and the provider's app settings",
+                self.service, self.service
+            ),
+        )
+    }
+}
+
+fn grant_name(grant: Grant) -> &'static str {
+    match grant {
+        Grant::ClientCredentials => "client_credentials",
+        Grant::RefreshToken => "refresh_token",
+    }
+}
+
+/// The scopes a service's token asks for: `oauth2.scopes` if set, else the union of its
+/// operations' scopes.
+pub(crate) fn requested_scopes(
+    service: &wireline_config::model::Service,
+    oauth2: &OAuth2,
+) -> Vec<String> {
+    if !oauth2.scopes.is_empty() {
+        return oauth2.scopes.clone();
+    }
+    let mut scopes: Vec<String> = service
+        .operations
+        .values()
+        .flat_map(|op| op.scopes.iter().cloned())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// The audit data of a refresh (never a token).
+pub(crate) fn refresh_data(
+    service: &str,
+    scopes: &str,
+    expires_in: u64,
+    rotated: bool,
+) -> serde_json::Value {
+    json!({ "service": service, "scopes": scopes, "expires_in": expires_in, "refresh_token_rotated": rotated })
+}
