@@ -157,6 +157,30 @@ pub fn inventory(config: &Config, today: Date) -> Vec<KeyInfo> {
     by_name.into_values().collect()
 }
 
+/// The sidecar file of key metadata beside a config (`wireline.keys.toml`: the same
+/// `[keys.NAME]` tables), for teams that keep rotation dates apart from the config.
+pub const SIDECAR: &str = "wireline.keys.toml";
+
+/// Merges the sidecar's `[keys.NAME]` into `config` (entries in the config itself win).
+pub fn merge_sidecar(config: &mut Config, base_dir: &std::path::Path) -> Result<(), String> {
+    let path = base_dir.join(SIDECAR);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sidecar {
+        #[serde(default)]
+        keys: BTreeMap<String, KeyMeta>,
+    }
+    let sidecar: Sidecar =
+        toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    for (name, meta) in sidecar.keys {
+        config.keys.entry(name).or_insert(meta);
+    }
+    Ok(())
+}
+
 /// `(key path, message)` for `[keys.NAME]` entries that name no reference in the config.
 pub(crate) fn unused_metadata(config: &Config) -> Vec<(String, String)> {
     let names: BTreeSet<String> = references(config).iter().map(|(_, s)| name_of(s)).collect();

@@ -171,6 +171,9 @@ pub fn load_str_in(
         }
     };
 
+    if let Err(message) = crate::keys::merge_sidecar(&mut config, &base_dir) {
+        findings.push(whole_file(path, message));
+    }
     findings.extend(
         validate::config(&config)
             .into_iter()

@@ -12,8 +12,13 @@ pub fn run(path: &Path, json: bool, action: Option<KeysAction>) -> anyhow::Resul
     // without production keys can still list them.
     let text = std::fs::read_to_string(path)
         .map_err(|error| anyhow::anyhow!("cannot read {} ({error})", path.display()))?;
-    let config: wireline_config::Config = toml::from_str(&text)
+    let mut config: wireline_config::Config = toml::from_str(&text)
         .map_err(|error| anyhow::anyhow!("{}: {error} (run `wireline check`)", path.display()))?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    keys::merge_sidecar(&mut config, base_dir).map_err(anyhow::Error::msg)?;
     let inventory = keys::inventory(
         &config,
         jiff::tz::Offset::UTC

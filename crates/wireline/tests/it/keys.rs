@@ -17,11 +17,14 @@ scopes = ["events:read"]
 [[subscriptions]]
 agent = "bot"
 events = ["app.*"]
-[keys.BOT_TOKEN]
-created = "2025-01-01"
-owner = "platform team"
 "#,
     );
+    // The metadata may live in a sidecar beside the config.
+    std::fs::write(
+        dir.path().join("wireline.keys.toml"),
+        "[keys.BOT_TOKEN]\ncreated = \"2025-01-01\"\nowner = \"platform team\"\n",
+    )
+    .expect("sidecar");
     let envs = [
         ("BOT_TOKEN", "old-token-value-1"),
         ("BOT_TOKEN_NEXT", "new-token-value-2"),

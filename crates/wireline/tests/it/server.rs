@@ -688,3 +688,81 @@ async fn the_listener_serves_https_with_the_configured_certificate() {
         .expect("joined");
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// The redaction promise, extended to OAuth: the access token a provider issues and the
+/// client secret never reach the log (even at trace), the metrics, an error or the event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_never_reach_logs_metrics_errors_or_events() {
+    const ACCESS: &str = "oauth-access-token-6b1f0c9d2e";
+    const REFRESHED: &str = "oauth-refresh-token-83aa71c4b5";
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(|| async {
+                axum::Json(serde_json::json!({"access_token": ACCESS, "token_type": "Bearer", "expires_in": 3600, "refresh_token": REFRESHED}))
+            }),
+        )
+        .fallback(|headers: axum::http::HeaderMap| async move {
+            let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {ACCESS}"));
+            if ok { (axum::http::StatusCode::OK, "{}") } else { (axum::http::StatusCode::UNAUTHORIZED, "{}") }
+        });
+    let upstream = crate::serve(app).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[agents.bot]
+token = "${{env:TEST_AGENT_TOKEN}}"
+scopes = ["crm:read", "events:read"]
+[[subscriptions]]
+agent = "bot"
+events = ["wireline.*"]
+[services.crm]
+base_url = "{upstream}"
+auth = {{ oauth2 = {{ token_url = "{upstream}/token", client_id = "app", client_secret = "${{env:CRM_CLIENT_SECRET}}" }} }}
+"#
+        ),
+    );
+    let envs = [
+        ("TEST_AGENT_TOKEN", "agent-token-oauth-1"),
+        ("CRM_CLIENT_SECRET", "client-secret-51ff0e2a"),
+        ("WIRELINE_LOG", "trace"),
+    ];
+    let server = Server::start(&config, &envs);
+    let http = client();
+    let reply = http
+        .get(server.url("/proxy/crm/contacts/1"))
+        .bearer_auth(envs[0].1)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(reply.status(), 200);
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let events = http
+        .get(server.url("/v1/events?types=wireline.*"))
+        .bearer_auth(envs[0].1)
+        .send()
+        .await
+        .expect("pull")
+        .text()
+        .await
+        .expect("text");
+    assert!(events.contains("wireline.oauth.refreshed"), "{events}");
+    let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("joined");
+    assert_eq!(code, Some(0));
+    for secret in [ACCESS, REFRESHED, envs[1].1] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+        assert!(!events.contains(secret), "{secret} in the events");
+    }
+}
