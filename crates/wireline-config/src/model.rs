@@ -305,6 +305,12 @@ pub struct EventsConfig {
     /// `["app.user.*", "hubspot.contact.*"]`.
     #[serde(default)]
     pub sensitive: Vec<TypeGlob>,
+    /// Single fields stored encrypted, per type pattern, as dotted paths from the event's
+    /// root: `{ "hubspot.contact.*" = ["data.properties.email", "data.properties.phone"] }`
+    /// (needs `[security] encryption_key`). The rest of the payload stays readable in the
+    /// store; such events are re-serialized, so their payload is not byte for byte as received.
+    #[serde(default)]
+    pub sensitive_paths: BTreeMap<String, Vec<String>>,
     /// Retention per type pattern (checked hourly by `wireline run`, and by
     /// `wireline events expire`): `{ "stripe.charge.*" = { payload = "30d", keep = "400d" } }`.
     /// Patterns that overlap all apply (the shortest period wins).

@@ -32,6 +32,8 @@ use crate::{
 const PAYLOAD: [&str; 3] = ["data", "data_base64", "wlrawbody64"];
 /// Keyed-state namespaces whose values are sealed (OAuth tokens).
 pub const SEALED_NAMESPACE: &str = "sealed:";
+/// The key of a sealed single field: `{"wlsealed": "wl1:..."}`.
+const SEALED_FIELD: &str = "wlsealed";
 /// The field holding a sealed payload.
 const SEALED: &str = "wlencrypted";
 
@@ -138,6 +140,8 @@ pub struct EncryptedStore<S> {
     inner: S,
     cipher: Arc<Cipher>,
     sensitive: Vec<TypeGlob>,
+    /// Per type pattern, dotted paths (`data.object.email`) of single fields to seal.
+    paths: Vec<(TypeGlob, Vec<String>)>,
 }
 
 impl<S> EncryptedStore<S> {
@@ -147,7 +151,60 @@ impl<S> EncryptedStore<S> {
             inner,
             cipher,
             sensitive,
+            paths: Vec::new(),
         }
+    }
+
+    /// Also seals single fields of matching types (card numbers, emails, health fields),
+    /// leaving the rest of the payload readable in the store. The event is re-serialized, so
+    /// its payload is no longer byte for byte as received.
+    pub fn with_paths(mut self, paths: Vec<(TypeGlob, Vec<String>)>) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    fn seal_fields(&self, body: &str, paths: &[&String]) -> Result<String, StoreError> {
+        let corrupt = |error: serde_json::Error| StoreError::Corrupt(error.to_string());
+        let mut event: serde_json::Value = serde_json::from_str(body).map_err(corrupt)?;
+        let mut sealed_any = false;
+        for path in paths {
+            let pointer = format!("/{}", path.replace('.', "/"));
+            if let Some(field) = event.pointer_mut(&pointer) {
+                let plaintext = serde_json::to_vec(field).map_err(corrupt)?;
+                *field = serde_json::json!({ SEALED_FIELD: self.cipher.seal(&plaintext)? });
+                sealed_any = true;
+            }
+        }
+        if !sealed_any {
+            return Ok(body.to_owned());
+        }
+        serde_json::to_string(&event).map_err(corrupt)
+    }
+
+    /// Opens every `{"wlsealed": ...}` field in `value`, recursively.
+    fn open_fields(&self, value: &mut serde_json::Value) -> Result<(), StoreError> {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.len() == 1
+                    && let Some(serde_json::Value::String(sealed)) = map.get(SEALED_FIELD)
+                {
+                    let plaintext = self.cipher.open(sealed)?;
+                    *value = serde_json::from_slice(&plaintext)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    return Ok(());
+                }
+                for child in map.values_mut() {
+                    self.open_fields(child)?;
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for child in items {
+                    self.open_fields(child)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn seal_event(&self, body: &str) -> Result<String, StoreError> {
@@ -173,6 +230,13 @@ impl<S> EncryptedStore<S> {
     }
 
     fn open_event(&self, mut stored: StoredEvent) -> Result<StoredEvent, StoreError> {
+        if stored.body.contains("\"wlsealed\"") {
+            let mut event: serde_json::Value = serde_json::from_str(&stored.body)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.open_fields(&mut event)?;
+            stored.body =
+                serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
         if !stored.body.contains("\"wlencrypted\"") {
             return Ok(stored);
         }
@@ -203,7 +267,17 @@ impl<S: Store> EventLog for EncryptedStore<S> {
         let body = if self.sensitive.iter().any(|glob| glob.matches(&event.ty)) {
             self.seal_event(&body)?
         } else {
-            body
+            let paths: Vec<&String> = self
+                .paths
+                .iter()
+                .filter(|(glob, _)| glob.matches(&event.ty))
+                .flat_map(|(_, paths)| paths)
+                .collect();
+            if paths.is_empty() {
+                body
+            } else {
+                self.seal_fields(&body, &paths)?
+            }
         };
         self.inner.append_json(dedupe_id, event, body).await
     }

@@ -172,3 +172,44 @@ async fn keys_rotate_by_id_and_tampering_is_detected() {
         "AES-256 needs 32 bytes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_fields_can_be_sealed_leaving_the_rest_readable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = SqliteStore::open(&dir.path().join("w.db")).expect("open");
+    let store =
+        EncryptedStore::new(sqlite, cipher("k1", &[("k1", 3)]), Vec::new()).with_paths(vec![(
+            "hubspot.contact.*".parse().expect("glob"),
+            vec![
+                "data.properties.email".to_owned(),
+                "data.properties.phone".to_owned(),
+                "data.missing".to_owned(),
+            ],
+        )]);
+    let event = Event::new(
+        "c1",
+        "wireline://poll/hubspot",
+        "hubspot.contact.created",
+        jiff::Timestamp::now(),
+        serde_json::json!({"properties": {"email": "ada@example.com", "phone": {"mobile": "+44-20-7946-0001"}, "company": "Analytical Engines Ltd"}}),
+    );
+    store.append("c1", &event).await.expect("append");
+    let back = store
+        .read(Offset::START, 1)
+        .await
+        .expect("read")
+        .remove(0)
+        .event()
+        .expect("event");
+    assert_eq!(
+        back.data, event.data,
+        "every sealed field opens to its value"
+    );
+    store.close().await.expect("close");
+    let raw = raw_files(dir.path());
+    assert!(!contains(&raw, "ada@example.com") && !contains(&raw, "7946-0001"));
+    assert!(
+        contains(&raw, "Analytical Engines Ltd"),
+        "fields not listed stay readable"
+    );
+}

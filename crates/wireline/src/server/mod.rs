@@ -327,11 +327,16 @@ pub fn wrap_store(
             sensitive.push(glob);
         }
     }
-    Ok(Arc::new(wireline_store::encrypted::EncryptedStore::new(
-        store,
-        Arc::new(cipher),
-        sensitive,
-    )))
+    let paths = config
+        .events
+        .sensitive_paths
+        .iter()
+        .filter_map(|(pattern, paths)| Some((pattern.parse().ok()?, paths.clone())))
+        .collect();
+    Ok(Arc::new(
+        wireline_store::encrypted::EncryptedStore::new(store, Arc::new(cipher), sensitive)
+            .with_paths(paths),
+    ))
 }
 
 fn bind_error(address: SocketAddr, error: &std::io::Error) -> anyhow::Error {
