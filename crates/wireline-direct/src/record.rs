@@ -44,6 +44,7 @@ fn alert(
         .map(|d| d.to_string())
         .unwrap_or_default();
     warn!(alert = %event.ty, data = %data, "alert");
+    metrics::counter!("wireline_alerts_total", "type" => event.ty.clone()).increment(1);
     let url = url?;
     let (content_type, body) = if slack {
         let text = format!(":rotating_light: *{}* {} at {}", event.ty, data, event.time);
