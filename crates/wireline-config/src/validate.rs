@@ -37,6 +37,19 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
+    for (agent_name, agent) in &config.agents {
+        for (service, auth) in &agent.credentials {
+            if matches!(auth, crate::model::Auth::OAuth2(_)) {
+                error(
+                    &mut found,
+                    format!("agents.{agent_name}.credentials.{service}"),
+                    format!(
+                        "an agent's own credential cannot be OAuth 2.0 yet; put the oauth2 settings on [services.{service}] auth, or give the agent a bearer, basic, header or query credential"
+                    ),
+                );
+            }
+        }
+    }
     for (name, service) in &config.services {
         let Some(crate::model::Auth::OAuth2(oauth2)) = &service.auth else {
             continue;
