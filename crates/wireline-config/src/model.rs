@@ -58,6 +58,9 @@ pub struct Config {
     /// Encryption at rest.
     #[serde(default)]
     pub security: Security,
+    /// The cost model's parameters for `wireline plan` (defaults are typical market prices).
+    #[serde(default)]
+    pub plan: PlanParams,
     /// Credential metadata by reference name (the variable of `${env:NAME}`, or the path of
     /// `${file:PATH}`): when it was created, how often it must rotate.
     #[serde(default)]
@@ -438,6 +441,29 @@ pub struct Service {
     /// What the service is, for the architecture document.
     #[serde(default)]
     pub description: Option<String>,
+    /// A critical flow (payments, orders): the advisor wants the hybrid pattern, a fallback and
+    /// alert routing for it.
+    #[serde(default)]
+    pub critical: bool,
+    /// Data classes it handles, for the plan's inventory: `["payment", "pii", "health"]`.
+    #[serde(default)]
+    pub data: Vec<String>,
+    /// Expected volume of calls and events, e.g. `"10000/month"` (for the cost estimate).
+    #[serde(default)]
+    pub volume: Option<Rate>,
+    /// What agents read there (defaults to the GET operations), for the plan.
+    #[serde(default)]
+    pub reads: Vec<String>,
+    /// What agents write there (defaults to the other operations), for the plan.
+    #[serde(default)]
+    pub writes: Vec<String>,
+    /// Whether the provider offers webhooks (default: a webhook is configured). `false` tells
+    /// the advisor polling is the only way to hear about changes.
+    #[serde(default)]
+    pub webhooks: Option<bool>,
+    /// The provider's prices, for the cost estimate.
+    #[serde(default)]
+    pub cost: ServiceCost,
     /// How Wireline authenticates to the service. Leave out for services without auth.
     #[serde(default)]
     pub auth: Option<Auth>,
@@ -558,6 +584,61 @@ impl<'de> Deserialize<'de> for RateLimit {
             .collect::<Result<_, _>>()
             .map(RateLimit)
     }
+}
+
+/// `[plan]`: the cost model's prices and hours, all overridable.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanParams {
+    /// Dollars per engineering hour.
+    pub hourly_rate: f64,
+    /// Running Wireline: compute per month (one small VM and its disk), dollars.
+    pub compute_monthly: f64,
+    /// Setting Wireline up, hours (once).
+    pub wireline_setup_hours: f64,
+    /// Keeping Wireline running, hours per month.
+    pub wireline_maintenance_hours: f64,
+    /// A low-code integration platform's monthly price band, dollars.
+    pub low_code_monthly: [f64; 2],
+    /// Setting a low-code platform up, hours.
+    pub low_code_setup_hours: f64,
+    /// Keeping it running, hours per month.
+    pub low_code_maintenance_hours: f64,
+    /// An enterprise iPaaS's monthly price band, dollars.
+    pub enterprise_monthly: [f64; 2],
+    /// Setting an iPaaS up, hours.
+    pub enterprise_setup_hours: f64,
+    /// Keeping it running, hours per month.
+    pub enterprise_maintenance_hours: f64,
+}
+
+impl Default for PlanParams {
+    fn default() -> Self {
+        Self {
+            hourly_rate: 100.0,
+            compute_monthly: 20.0,
+            wireline_setup_hours: 16.0,
+            wireline_maintenance_hours: 4.0,
+            low_code_monthly: [20.0, 99.0],
+            low_code_setup_hours: 8.0,
+            low_code_maintenance_hours: 6.0,
+            enterprise_monthly: [500.0, 2000.0],
+            enterprise_setup_hours: 40.0,
+            enterprise_maintenance_hours: 4.0,
+        }
+    }
+}
+
+/// `[services.NAME] cost`: what the provider charges.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCost {
+    /// Dollars per API call (polls included).
+    #[serde(default)]
+    pub per_call: f64,
+    /// A fixed monthly fee in dollars.
+    #[serde(default)]
+    pub monthly: f64,
 }
 
 /// The lowest TLS version accepted for outbound calls.

@@ -136,6 +136,21 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<KeysAction>,
     },
+    /// Write the integration architecture document from the config: inventory, patterns,
+    /// security, resilience, cost, testing, data flow. Deterministic, so it can be committed.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write it here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Markdown, or the same model as JSON.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Md)]
+        format: PlanFormat,
+        /// Exit 1 if FILE differs from what the config generates now.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
     /// Run the built-in service emulators (Stripe, Slack, GitHub, Shopify, SendGrid, HubSpot,
     /// Salesforce) on loopback, with the faults and webhook targets of `[mock]` when a config
     /// file is there. Ctrl-C stops them.
@@ -163,6 +178,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
         format: SchemaFormat,
     },
+}
+
+/// What `wireline plan` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// The Markdown document.
+    Md,
+    /// The document's model as JSON.
+    Json,
 }
 
 /// What `wireline schema` prints.

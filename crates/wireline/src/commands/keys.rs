@@ -10,15 +10,7 @@ use crate::cli::KeysAction;
 pub fn run(path: &Path, json: bool, action: Option<KeysAction>) -> anyhow::Result<()> {
     // The config is read, not its secrets: the inventory needs references only, and a machine
     // without production keys can still list them.
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("cannot read {} ({error})", path.display()))?;
-    let mut config: wireline_config::Config = toml::from_str(&text)
-        .map_err(|error| anyhow::anyhow!("{}: {error} (run `wireline check`)", path.display()))?;
-    let base_dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    keys::merge_sidecar(&mut config, base_dir).map_err(anyhow::Error::msg)?;
+    let config = super::read_config_unresolved(path)?;
     let inventory = keys::inventory(
         &config,
         jiff::tz::Offset::UTC

@@ -8,6 +8,7 @@ mod events;
 mod init;
 mod keys;
 mod mock;
+mod plan;
 mod projections;
 mod reconcile;
 mod run;
@@ -38,6 +39,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Demo => demo::run(),
+        Command::Plan {
+            config,
+            output,
+            format,
+            check,
+        } => plan::run(&config.config, output.as_deref(), format, check.as_deref()),
         Command::Keys {
             config,
             json,
@@ -116,4 +123,19 @@ pub(crate) fn open_store(
 ) -> anyhow::Result<std::sync::Arc<dyn wireline_store::Store>> {
     let sqlite = wireline_store::sqlite::SqliteStore::open(&loaded.storage_path())?;
     crate::server::wrap_store(&loaded.config, sqlite)
+}
+
+/// The config as written, without resolving secrets (for documents and inventories that need
+/// references only, on machines without the keys), with the key-metadata sidecar merged.
+pub(crate) fn read_config_unresolved(path: &Path) -> anyhow::Result<wireline_config::Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("cannot read {} ({error})", path.display()))?;
+    let mut config: wireline_config::Config = toml::from_str(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {error} (run `wireline check`)", path.display()))?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    wireline_config::keys::merge_sidecar(&mut config, base_dir).map_err(anyhow::Error::msg)?;
+    Ok(config)
 }
