@@ -658,7 +658,10 @@ pub fn markdown(plan: &Plan, config: &Config) -> String {
             .iter()
             .map(
                 |c| match keys.get(c).and_then(|k| Some((k.meta.as_ref()?, k.due?))) {
-                    Some((meta, due)) => format!("every {}, next {due}", meta.rotate_every),
+                    Some((meta, due)) => format!(
+                        "every {}d, next {due}",
+                        meta.rotate_every.get().as_secs() / 86_400
+                    ),
                     None => "every 90d (no created date)".to_owned(),
                 },
             )
@@ -787,4 +790,113 @@ fn ident(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_cost_model_adds_up_as_computed_by_hand() {
+        let c = config(
+            "[services.ledger]\nbase_url = \"https://l.example.com\"\nvolume = \"3000/month\"\ncost = { per_call = 0.002, monthly = 49.0 }\n[services.ledger.poll]\npreset = \"json-list\"\npath = \"/e\"\nevery = \"5m\"\nitems = \"e\"\nid = \"id\"\ntime = \"t\"\nnext = \"none\"\n[services.ledger.operations.get]\nmethod = \"GET\"\npath = \"/e/{id}\"\n[plan]\nhourly_rate = 50.0\ncompute_monthly = 10.0\nwireline_setup_hours = 10.0\nwireline_maintenance_hours = 2.0\n",
+        );
+        let plan = build(&c);
+        let cost = &plan.services[0].cost;
+        // 30 days x 86,400 s / 300 s = 8,640 polls; (3,000 + 8,640) x 0.002 + 49 = 72.28.
+        assert_eq!(
+            (cost.calls_per_month, cost.polls_per_month),
+            (3000.0, 8640.0)
+        );
+        assert_eq!(cost.provider_monthly, 72.28);
+        // 12 x (10 + 72.28 + 2 h x 50) + 10 h x 50 = 2,687.36.
+        assert_eq!(plan.comparison[0].year_one, [2687.36, 2687.36]);
+        // Low-code defaults 20-99 with 6 h/month and 8 h setup at 50/h:
+        // 12 x (20 + 72.28 + 300) + 400 = 5,107.36; 12 x (99 + 72.28 + 300) + 400 = 6,055.36.
+        assert_eq!(plan.comparison[1].year_one, [5107.36, 6055.36]);
+    }
+
+    #[test]
+    fn the_document_is_the_same_bytes_every_time() {
+        let c = config(
+            "[services.s]\nbase_url = \"https://s.example.com\"\n[agents.a]\ntoken = \"${env:T}\"\nscopes = [\"s:read\"]\n",
+        );
+        assert_eq!(markdown(&build(&c), &c), markdown(&build(&c), &c));
+    }
+
+    /// Each rule with a config that triggers it and one that does not.
+    #[test]
+    fn every_advisor_rule_fires_on_its_case_and_not_on_the_fixed_one() {
+        let today = jiff::civil::date(2026, 11, 29);
+        let base = "[services.pay]\nbase_url = \"https://p.example.com\"\n";
+        let hook = "[services.pay.webhook]\nscheme = \"stripe\"\nsecret = \"${env:W}\"\n";
+        let poll = "[services.pay.poll]\npreset = \"stripe-events\"\nreconcile = true\n";
+        let cases: Vec<(&str, String, String)> = vec![
+            (
+                "hybrid-for-critical",
+                format!("{base}critical = true\nstale_for = \"1m\"\n{hook}"),
+                format!("{base}critical = true\nstale_for = \"1m\"\n{hook}{poll}"),
+            ),
+            (
+                "polling-for-no-webhooks",
+                format!("{base}critical = true\nwebhooks = false\n"),
+                format!(
+                    "{base}critical = true\nwebhooks = false\n[services.pay.poll]\npreset = \"json-list\"\npath = \"/x\"\nitems = \"x\"\nid = \"id\"\ntime = \"t\"\nnext = \"none\"\n"
+                ),
+            ),
+            (
+                "idempotent-payments",
+                format!("{base}data = [\"payment\"]\nidempotency = {{ header = \"\" }}\n"),
+                format!("{base}data = [\"payment\"]\n"),
+            ),
+            (
+                "fallback-for-critical",
+                format!("{base}critical = true\n"),
+                format!("{base}critical = true\nstale_for = \"5m\"\n"),
+            ),
+            (
+                "alerts-for-critical",
+                format!("{base}critical = true\n"),
+                format!("[alerts]\nurl = \"https://hooks.example.com/a\"\n{base}critical = true\n"),
+            ),
+            (
+                "retry-multiplies-load",
+                format!("{base}retry = {{ attempts = 8 }}\n"),
+                format!("{base}retry = {{ attempts = 3 }}\n"),
+            ),
+            (
+                "rotate-credentials",
+                format!(
+                    "{base}auth = {{ bearer = \"${{env:K}}\" }}\n[keys.K]\ncreated = \"2026-08-01\"\n"
+                ),
+                format!(
+                    "{base}auth = {{ bearer = \"${{env:K}}\" }}\n[keys.K]\ncreated = \"2026-11-01\"\n"
+                ),
+            ),
+            (
+                "least-privilege",
+                format!(
+                    "[agents.a]\ntoken = \"${{env:T}}\"\nscopes = [\"pay:write\"]\n{base}[services.pay.operations.get]\nmethod = \"GET\"\npath = \"/x\"\n"
+                ),
+                format!(
+                    "[agents.a]\ntoken = \"${{env:T}}\"\nscopes = [\"pay:read\"]\n{base}[services.pay.operations.get]\nmethod = \"GET\"\npath = \"/x\"\n"
+                ),
+            ),
+        ];
+        assert_eq!(cases.len(), advisor::RULES.len(), "a case for every rule");
+        for (rule, bad, good) in cases {
+            let fired = |text: &str| {
+                advisor::advise(&config(text), today)
+                    .iter()
+                    .any(|a| a.rule == rule)
+            };
+            assert!(fired(&bad), "{rule} should fire on:\n{bad}");
+            assert!(!fired(&good), "{rule} should not fire on:\n{good}");
+        }
+    }
 }

@@ -60,6 +60,12 @@ pub enum Command {
         /// Also fail on credentials past their rotation date (`[keys.NAME]`).
         #[arg(long)]
         strict: bool,
+        /// Lines for people, or one JSON document for tools.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// `--deny warnings`: exit 1 on warnings too (config and advisor).
+        #[arg(long, value_name = "LEVEL", value_parser = ["warnings"])]
+        deny: Option<String>,
     },
     /// Start the server.
     Run {
@@ -178,6 +184,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
         format: SchemaFormat,
     },
+}
+
+/// How `wireline check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// One finding per line.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// What `wireline plan` writes.

@@ -1,56 +1,119 @@
-//! `wireline check`: every finding, one per line, on stdout; exit 1 if any is an error.
+//! `wireline check`: every finding of the config (errors and warnings, located), the
+//! advisor's architecture findings (stable rule ids, a fix each) and credential ages; one per
+//! line, or one JSON document with `--format json`. Exit 1 on errors, or on warnings too with
+//! `--deny warnings`.
 
 use std::path::Path;
 
 use anyhow::bail;
+use serde_json::json;
 use wireline_config::Env;
+use wireline_config::keys::Status;
 
-pub fn run(path: &Path, strict: bool) -> anyhow::Result<()> {
+use crate::cli::CheckFormat;
+
+pub fn run(
+    path: &Path,
+    strict: bool,
+    format: CheckFormat,
+    deny_warnings: bool,
+) -> anyhow::Result<()> {
     let (findings, config) =
         match wireline_config::load_in(path, &Env::process(), super::environment()) {
             Ok(loaded) => (loaded.warnings, Some(loaded.config)),
             Err(findings) => (findings, None),
         };
-    for finding in &findings {
-        println!("{finding}");
-    }
-    let mut errors = findings.iter().filter(|f| f.is_error()).count();
-    let mut warnings = findings.len() - errors;
-    // Credential age: a warning from 80 % of the rotation period, an error past it with --strict.
     let today = jiff::tz::Offset::UTC
         .to_datetime(jiff::Timestamp::now())
         .date();
-    for key in config
-        .iter()
-        .flat_map(|c| wireline_config::keys::inventory(c, today))
-    {
-        let (Some(due), Some(age)) = (key.due, key.age_days) else {
-            continue;
-        };
-        let severity = match key.status {
-            wireline_config::keys::Status::Overdue if strict => "error",
-            wireline_config::keys::Status::Overdue | wireline_config::keys::Status::DueSoon => {
-                "warning"
-            }
-            _ => continue,
-        };
-        if severity == "error" {
-            errors += 1;
+    let mut items = Vec::new(); // (severity, rule, key path, line, column, message, fix)
+    for finding in &findings {
+        let severity = if finding.is_error() {
+            "error"
         } else {
-            warnings += 1;
-        }
-        println!(
-            "{}: {severity}: keys.{}: {} is {age} days old; rotation {} {due} (`wireline keys rotate {}` shows how)",
-            path.display(),
-            key.name,
-            key.reference,
-            if key.status == wireline_config::keys::Status::Overdue {
+            "warning"
+        };
+        items.push((
+            severity,
+            "config".to_owned(),
+            finding.key_path.clone(),
+            finding.line,
+            finding.column,
+            finding.message.clone(),
+            String::new(),
+        ));
+    }
+    if let Some(config) = &config {
+        for key in wireline_config::keys::inventory(config, today) {
+            let (Some(due), Some(age)) = (key.due, key.age_days) else {
+                continue;
+            };
+            let severity = match key.status {
+                Status::Overdue if strict => "error",
+                Status::Overdue | Status::DueSoon => "warning",
+                _ => continue,
+            };
+            let when = if key.status == Status::Overdue {
                 "was due"
             } else {
                 "is due"
-            },
-            key.name
-        );
+            };
+            items.push((
+                severity,
+                "rotate-credentials".to_owned(),
+                format!("keys.{}", key.name),
+                0,
+                0,
+                format!("{} is {age} days old; rotation {when} {due}", key.reference),
+                format!("run `wireline keys rotate {}`", key.name),
+            ));
+        }
+        for advice in wireline_plan::advisor::advise(config, today)
+            .into_iter()
+            .filter(|a| a.rule != "rotate-credentials")
+        {
+            let severity = match advice.level {
+                wireline_plan::advisor::Level::Warning => "warning",
+                wireline_plan::advisor::Level::Info => "info",
+            };
+            items.push((
+                severity,
+                advice.rule.to_owned(),
+                advice.at,
+                0,
+                0,
+                advice.message,
+                advice.fix,
+            ));
+        }
+    }
+    let errors = items.iter().filter(|i| i.0 == "error").count();
+    let warnings = items.iter().filter(|i| i.0 == "warning").count();
+    match format {
+        CheckFormat::Json => {
+            let list: Vec<serde_json::Value> = items
+                .iter()
+                .map(|(severity, rule, at, line, column, message, fix)| json!({"severity": severity, "rule": rule, "key_path": at, "line": line, "column": column, "message": message, "fix": fix}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"file": path.display().to_string(), "errors": errors, "warnings": warnings, "findings": list})
+                )?
+            );
+        }
+        CheckFormat::Text => {
+            for finding in &findings {
+                println!("{finding}");
+            }
+            for (severity, rule, at, _, _, message, fix) in items.iter().filter(|i| i.1 != "config")
+            {
+                println!(
+                    "{}: {severity}[{rule}]: {at}: {message}; fix: {fix}",
+                    path.display()
+                );
+            }
+        }
     }
     if errors > 0 {
         bail!(
@@ -58,12 +121,20 @@ pub fn run(path: &Path, strict: bool) -> anyhow::Result<()> {
             path.display()
         );
     }
-    match super::environment() {
-        Some(name) => println!(
-            "{} (environment {name}): ok ({warnings} warning(s))",
+    if deny_warnings && warnings > 0 {
+        bail!(
+            "{}: {warnings} warning(s), and --deny warnings is set",
             path.display()
-        ),
-        None => println!("{}: ok ({warnings} warning(s))", path.display()),
+        );
+    }
+    if format == CheckFormat::Text {
+        match super::environment() {
+            Some(name) => println!(
+                "{} (environment {name}): ok ({warnings} warning(s))",
+                path.display()
+            ),
+            None => println!("{}: ok ({warnings} warning(s))", path.display()),
+        }
     }
     Ok(())
 }

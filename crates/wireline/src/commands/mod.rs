@@ -35,7 +35,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = ENVIRONMENT.set(cli.environment.clone());
     match cli.command {
         Command::Init { dir, force } => init::run(&dir, force),
-        Command::Check { config, strict } => check::run(&config.config, strict),
+        Command::Check {
+            config,
+            strict,
+            format,
+            deny,
+        } => check::run(&config.config, strict, format, deny.is_some()),
         Command::Run { config } => run::run(&config.config, cli.log_format),
         Command::Schema { format } => schema::run(format),
         Command::Demo => demo::run(),

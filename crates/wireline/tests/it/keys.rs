@@ -73,7 +73,7 @@ events = ["app.*"]
     let lenient = run(&["check"]);
     assert!(lenient.status.success(), "{}", crate::text(&lenient.stdout));
     assert!(
-        crate::text(&lenient.stdout).contains("warning: keys.BOT_TOKEN"),
+        crate::text(&lenient.stdout).contains("warning[rotate-credentials]: keys.BOT_TOKEN"),
         "{}",
         crate::text(&lenient.stdout)
     );
@@ -84,7 +84,7 @@ events = ["app.*"]
         "{}",
         crate::text(&strict.stdout)
     );
-    assert!(crate::text(&strict.stdout).contains("error: keys.BOT_TOKEN"));
+    assert!(crate::text(&strict.stdout).contains("error[rotate-credentials]: keys.BOT_TOKEN"));
     let rotate = crate::wireline()
         .args(["keys", "-c"])
         .arg(&config)

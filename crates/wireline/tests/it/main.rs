@@ -8,6 +8,7 @@ mod encryption;
 mod events;
 mod hooks;
 mod keys;
+mod plan;
 mod poll;
 mod scenarios;
 mod sdk;
