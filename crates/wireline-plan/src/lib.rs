@@ -290,6 +290,12 @@ fn round2(x: f64) -> f64 {
 
 /// Builds the plan of `config`. Deterministic.
 pub fn build(config: &Config) -> Plan {
+    build_with_scenarios(config, &[])
+}
+
+/// Like [`build`], knowing the scenario files (`(file name, text)`) that test the config, so
+/// the testing plan can say which services they cover.
+pub fn build_with_scenarios(config: &Config, scenarios: &[(String, String)]) -> Plan {
     let emulated = [
         "stripe",
         "slack",
@@ -444,8 +450,28 @@ pub fn build(config: &Config) -> Plan {
                 testing.push(format!("sandbox profile `--env {env}`: daily"));
             }
         }
+        let covering: Vec<&str> = scenarios
+            .iter()
+            .filter(|(_, text)| {
+                [
+                    format!("/proxy/{name}/"),
+                    format!("target = \"{name}"),
+                    format!("service = \"{name}\""),
+                    format!("path = \"/{name}/"),
+                ]
+                .iter()
+                .any(|needle| text.contains(needle.as_str()))
+            })
+            .map(|(file, _)| file.as_str())
+            .collect();
+        if !covering.is_empty() {
+            testing.push(format!(
+                "scenario tests ({}): before each release",
+                covering.join(", ")
+            ));
+        }
         if testing.is_empty() {
-            testing.push("GAP: no emulator, stub or sandbox profile".to_owned());
+            testing.push("GAP: no emulator, stub, sandbox profile or scenario".to_owned());
         }
         services.push(ServicePlan {
             name: name.clone(),
@@ -827,6 +853,38 @@ mod tests {
             "[services.s]\nbase_url = \"https://s.example.com\"\n[agents.a]\ntoken = \"${env:T}\"\nscopes = [\"s:read\"]\n",
         );
         assert_eq!(markdown(&build(&c), &c), markdown(&build(&c), &c));
+    }
+
+    #[test]
+    fn the_testing_plan_names_layers_and_gaps() {
+        let c = config(
+            "[services.stripe]\nbase_url = \"https://api.stripe.com\"\n[services.ledger]\nbase_url = \"https://l.example.com\"\n[services.crm]\nbase_url = \"https://crm.example.com\"\n[environments.staging.services.crm]\nbase_url = \"https://sandbox.crm.example.com\"\n",
+        );
+        let scenarios = [(
+            "ledger.toml".to_owned(),
+            "call = { path = \"/proxy/ledger/entries\" }".to_owned(),
+        )];
+        let plan = build_with_scenarios(&c, &scenarios);
+        let testing = |name: &str| {
+            plan.services
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .testing
+                .join("; ")
+        };
+        assert!(testing("stripe").contains("emulator"));
+        assert!(testing("ledger").contains("scenario tests (ledger.toml)"));
+        assert!(testing("crm").contains("sandbox profile `--env staging`"));
+        assert!(
+            build(&c)
+                .services
+                .iter()
+                .find(|s| s.name == "ledger")
+                .unwrap()
+                .testing[0]
+                .starts_with("GAP")
+        );
     }
 
     /// Each rule with a config that triggers it and one that does not.
