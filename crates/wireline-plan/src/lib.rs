@@ -214,7 +214,10 @@ fn configured(config: &Config, name: &str, service: &Service) -> (Pattern, Strin
         ),
         (false, true) => (
             Pattern::Polling,
-            "Wireline asks for changes on a schedule, from a checkpoint".to_owned(),
+            format!(
+                "Wireline asks for changes on a schedule, from a checkpoint (advised: {})",
+                poll_interval_advice(service)
+            ),
         ),
         (false, false) => (
             Pattern::DirectApi,
@@ -238,7 +241,13 @@ fn recommend(
                 .to_owned(),
         )
     } else if !offered && (service.critical || service.poll.is_some()) {
-        (Pattern::Polling, "no webhook support -> Polling, at the interval the freshness needs and the rate budget allows".to_owned())
+        (
+            Pattern::Polling,
+            format!(
+                "no webhook support -> Polling, {}",
+                poll_interval_advice(service)
+            ),
+        )
     } else if consumers(config, name) >= 3 || service.data.iter().any(|d| d == "audit") {
         (
             Pattern::EventSourced,
@@ -248,6 +257,31 @@ fn recommend(
         return None;
     };
     (wanted.0 != current).then_some(wanted)
+}
+
+/// The shortest poll interval the rate budget allows (polling may use 80 % of the tightest
+/// window), and the interval to use: that, or a minute (the default freshness), whichever is
+/// longer.
+fn poll_interval_advice(service: &Service) -> String {
+    let sources = service.poll.as_ref().map_or(1, |p| p.sources.len().max(1)) as f64;
+    let tightest = service.rate_limit.as_ref().and_then(|limit| {
+        limit
+            .0
+            .iter()
+            .map(|rate| rate.per_second())
+            .min_by(f64::total_cmp)
+    });
+    match tightest {
+        Some(per_second) if per_second > 0.0 => {
+            let floor = sources / (0.8 * per_second);
+            let chosen = floor.max(60.0).ceil();
+            format!(
+                "every {}s: the rate limit allows one poll of {sources:.0} source(s) every {floor:.1}s at most (80 % of {per_second:.4}/s), and a minute keeps data fresh",
+                chosen
+            )
+        }
+        _ => "every 60s (no rate_limit declared to budget against)".to_owned(),
+    }
 }
 
 fn every(service: &Service) -> Option<std::time::Duration> {
@@ -884,6 +918,30 @@ mod tests {
                 .unwrap()
                 .testing[0]
                 .starts_with("GAP")
+        );
+    }
+
+    #[test]
+    fn the_advised_poll_interval_comes_from_the_rate_budget() {
+        let service = |rate: &str| {
+            config(&format!(
+                "[services.s]\nbase_url = \"https://s.example.com\"\nrate_limit = \"{rate}\"\n[services.s.poll]\npreset = \"json-list\"\npath = \"/x/{{source}}\"\nsources = [\"a\", \"b\", \"c\", \"d\", \"e\"]\nitems = \"x\"\nid = \"id\"\ntime = \"t\"\nnext = \"none\"\n"
+            ))
+        };
+        // 5 sources at 80 % of 10/min (0.1667/s): one round every 37.5 s at most; a minute is fine.
+        let relaxed = build(&service("10/min"));
+        assert!(
+            relaxed.services[0].reasoning.contains("every 60s")
+                && relaxed.services[0].reasoning.contains("37.5s"),
+            "{}",
+            relaxed.services[0].reasoning
+        );
+        // 5 sources at 80 % of 2/min: 187.5 s, so 188 s.
+        let tight = build(&service("2/min"));
+        assert!(
+            tight.services[0].reasoning.contains("every 188s"),
+            "{}",
+            tight.services[0].reasoning
         );
     }
 
