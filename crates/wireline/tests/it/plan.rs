@@ -102,3 +102,25 @@ fn check_reports_advisor_rules_as_json_and_denies_warnings_on_request() {
         assert!(rules.contains(&rule), "{rules:?}");
     }
 }
+
+#[test]
+fn config_level_rules_carry_their_ids_in_json() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("wireline.toml");
+    std::fs::write(
+        &config,
+        "[services.api]\nbase_url = \"http://api.example.com\"\n",
+    )
+    .expect("write");
+    let output = crate::wireline()
+        .args(["check", "--format", "json", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["rule"], "plain-http");
+    assert_eq!(finding["severity"], "error");
+    assert_eq!(finding["line"], 2);
+}
