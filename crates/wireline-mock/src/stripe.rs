@@ -327,6 +327,14 @@ fn ok(value: &Value) -> Response {
     json(StatusCode::OK, HeaderMap::new(), value.clone())
 }
 
+/// `GET /v1/{objects}/{id}` for any stored object kind.
+fn retrieve(shared: &Shared, id: &str, object: &str) -> Response {
+    match lock(&shared.stripe).get(id, object) {
+        Some(found) => ok(found),
+        None => missing(object, id),
+    }
+}
+
 impl State {
     fn insert(&mut self, kind: &'static str, object: Value) {
         let id = object["id"].as_str().unwrap_or_default().to_owned();
@@ -475,11 +483,7 @@ async fn list_customers(
 }
 
 async fn retrieve_customer(With(shared): With<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let state = lock(&shared.stripe);
-    match state.get(&id, "customer") {
-        Some(customer) => ok(customer),
-        None => missing("customer", &id),
-    }
+    retrieve(&shared, &id, "customer")
 }
 
 async fn update_customer(
@@ -601,11 +605,7 @@ async fn retrieve_payment_intent(
     With(shared): With<Arc<Shared>>,
     Path(id): Path<String>,
 ) -> Response {
-    let state = lock(&shared.stripe);
-    match state.get(&id, "payment_intent") {
-        Some(intent) => ok(intent),
-        None => missing("payment_intent", &id),
-    }
+    retrieve(&shared, &id, "payment_intent")
 }
 
 async fn confirm_payment_intent(
@@ -738,11 +738,7 @@ async fn list_charges(
 }
 
 async fn retrieve_charge(With(shared): With<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let state = lock(&shared.stripe);
-    match state.get(&id, "charge") {
-        Some(charge) => ok(charge),
-        None => missing("charge", &id),
-    }
+    retrieve(&shared, &id, "charge")
 }
 
 async fn create_refund(With(shared): With<Arc<Shared>>, body: Bytes) -> Response {
@@ -820,11 +816,7 @@ async fn create_refund(With(shared): With<Arc<Shared>>, body: Bytes) -> Response
 }
 
 async fn retrieve_refund(With(shared): With<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let state = lock(&shared.stripe);
-    match state.get(&id, "refund") {
-        Some(refund) => ok(refund),
-        None => missing("refund", &id),
-    }
+    retrieve(&shared, &id, "refund")
 }
 
 async fn list_events(

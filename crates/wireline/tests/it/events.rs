@@ -416,19 +416,20 @@ payload = "30d"
     let derived_offset = derived[0]["offset"].as_u64().expect("offset");
 
     // The projection sees all four events of u1.
-    let state: serde_json::Value = eventually("the projection", || async {
-        let state: serde_json::Value = http
+    // u1's state in the projection once it has seen `count` events.
+    let projected = |count: u64| {
+        let request = http
             .get(server.url("/v1/projections/customers/subjects/u1"))
-            .bearer_auth("crm-token-2")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (state["events"] == 4).then_some(state)
-    })
-    .await;
+            .bearer_auth("crm-token-2");
+        eventually("the projection", move || {
+            let request = request.try_clone().expect("clonable");
+            async move {
+                let state: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
+                (state["events"] == count).then_some(state)
+            }
+        })
+    };
+    let state: serde_json::Value = projected(4).await;
     assert_eq!(state["types"]["app.payment.succeeded"]["count"], 2);
     assert_eq!(state["types"]["derived.activated"]["last_id"], event["id"]);
     let missing = http
@@ -534,19 +535,7 @@ payload = "30d"
     );
 
     // Rebuilding the projection from offset 0 gives the same state.
-    let state: serde_json::Value = eventually("the projection has s2", || async {
-        let state: serde_json::Value = http
-            .get(server.url("/v1/projections/customers/subjects/u1"))
-            .bearer_auth("crm-token-2")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (state["events"] == 5).then_some(state)
-    })
-    .await;
+    let state: serde_json::Value = projected(5).await;
     let rebuilt = cli(&["projections", "rebuild", "customers"]);
     assert!(rebuilt.status.success(), "{}", crate::text(&rebuilt.stderr));
     let again: serde_json::Value = http
