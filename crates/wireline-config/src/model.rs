@@ -422,13 +422,75 @@ pub struct Agent {
 #[serde(deny_unknown_fields)]
 pub struct Alerts {
     /// A URL that receives each alert event as a JSON POST (e.g. a chat webhook), retried
-    /// three times.
+    /// three times. A URL that carries a token (a Slack incoming webhook) is a secret: write
+    /// it as a reference, `"${env:ALERTS_WEBHOOK_URL}"`.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<AlertUrl>,
     /// Send Slack-compatible JSON (`{"text": "..."}`, for a Slack incoming webhook or any
     /// chat that takes it) instead of the CloudEvent.
     #[serde(default)]
     pub slack: bool,
+}
+
+/// `[alerts] url`: a plain URL, or a secret reference for a URL that carries a token.
+#[derive(Clone)]
+pub enum AlertUrl {
+    /// The URL as written.
+    Plain(String),
+    /// A URL kept as a secret (printed as its reference).
+    Secret(Secret),
+}
+
+impl AlertUrl {
+    /// The URL to POST to (`None` for an unresolved secret).
+    pub fn value(&self) -> Option<String> {
+        use secrecy::ExposeSecret;
+        match self {
+            Self::Plain(url) => Some(url.clone()),
+            Self::Secret(secret) => secret.value().map(|v| v.expose_secret().to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Debug for AlertUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(url) => write!(f, "{url:?}"),
+            Self::Secret(secret) => write!(f, "{secret:?}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(match crate::secret::parse_reference(&text) {
+            Some(source) => Self::Secret(Secret::from_source(source)),
+            None => Self::Plain(text),
+        })
+    }
+}
+
+impl Serialize for AlertUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Plain(url) => serializer.serialize_str(url),
+            Self::Secret(secret) => serializer.serialize_str(&secret.source().to_string()),
+        }
+    }
+}
+
+impl JsonSchema for AlertUrl {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AlertUrl".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A URL, or a secret reference (\"${env:NAME}\") for a URL that carries a token.",
+        })
+    }
 }
 
 /// `[services.NAME]`: one upstream service, how to authenticate to it, and its policies.
@@ -1500,6 +1562,9 @@ impl Config {
             if let Some(secret) = &mut subscription.secret {
                 found.push((format!("subscriptions[{index}].secret"), secret));
             }
+        }
+        if let Some(AlertUrl::Secret(secret)) = &mut self.alerts.url {
+            found.push(("alerts.url".to_owned(), secret));
         }
         if let Some(key) = &mut self.security.encryption_key {
             found.push(("security.encryption_key".to_owned(), key));

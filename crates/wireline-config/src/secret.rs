@@ -55,6 +55,14 @@ impl Secret {
         self.value = Some(value);
     }
 
+    /// A secret to be resolved from `source`.
+    pub(crate) fn from_source(source: SecretSource) -> Self {
+        Self {
+            source,
+            value: None,
+        }
+    }
+
     /// A secret with a known value, for tests and for callers building configs in code.
     pub fn from_value(source: SecretSource, value: impl Into<String>) -> Self {
         Self {

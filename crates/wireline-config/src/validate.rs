@@ -369,7 +369,7 @@ fn references(config: &Config, found: &mut Found) {
             );
         }
     }
-    if let Some(url) = &config.alerts.url
+    if let Some(crate::model::AlertUrl::Plain(url)) = &config.alerts.url
         && let Err(message) = check_url(url)
     {
         error(found, "alerts.url".to_owned(), message);

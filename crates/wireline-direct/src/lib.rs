@@ -180,7 +180,7 @@ impl Direct {
         let recorder = Arc::new(Recorder::start(
             Arc::clone(&store),
             alert_client,
-            config.alerts.url.clone(),
+            config.alerts.url.as_ref().and_then(|url| url.value()),
             config.alerts.slack,
         ));
         let mut services = BTreeMap::new();

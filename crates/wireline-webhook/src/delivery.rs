@@ -205,7 +205,7 @@ impl Deliveries {
                 stop: stopped.clone(),
                 uncommitted: None,
                 first_delivery: true,
-                alert_url: config.alerts.url.clone(),
+                alert_url: config.alerts.url.as_ref().and_then(|url| url.value()),
                 replay_only: None,
             };
             let cursor = worker

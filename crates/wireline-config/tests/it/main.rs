@@ -669,3 +669,35 @@ fn oauth_scopes_beyond_what_operations_need_are_flagged() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn an_alert_url_with_a_token_is_a_secret_reference() {
+    let slack = format!(
+        "https://hooks.slack.com/services/{}/{}/{}",
+        "T0ABCDEF1", "B0ABCDEF2", "x1y2z3w4v5u6t7s8"
+    );
+    let literal = load_text(&format!("[alerts]\nurl = \"{slack}\"\nslack = true\n"))
+        .expect_err("a token in the file");
+    assert!(
+        literal[0].to_string().contains("Slack incoming webhook")
+            || literal[0].to_string().contains("credential"),
+        "{}",
+        literal[0]
+    );
+    assert!(!literal[0].to_string().contains("x1y2z3w4v5u6t7s8"));
+    let loaded = load_str(
+        "[alerts]\nurl = \"${env:ALERTS_URL}\"\nslack = true\n",
+        &std::env::temp_dir().join("wireline-config-tests-no-dotenv/wireline.toml"),
+        &env(&[("ALERTS_URL", &slack)]),
+    )
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    let url = loaded.config.alerts.url.as_ref().expect("url");
+    assert_eq!(url.value().as_deref(), Some(slack.as_str()));
+    assert_eq!(
+        format!("{url:?}"),
+        "Secret(${env:ALERTS_URL})",
+        "printed as its reference"
+    );
+    load_text("[alerts]\nurl = \"https://alerts.example.com/hook\"\n")
+        .unwrap_or_else(|f| panic!("{f:#?}"));
+}
