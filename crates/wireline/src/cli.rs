@@ -89,7 +89,8 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// The event log: list events with filters, or follow new ones.
+    /// The event log: list and follow events, replay them, show an event's audit trail, apply
+    /// retention.
     Events {
         #[command(subcommand)]
         action: EventsAction,
