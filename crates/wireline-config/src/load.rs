@@ -42,9 +42,17 @@ pub struct Finding {
     pub key_path: String,
     /// The cause and the fix, one line, never a secret value.
     pub message: String,
+    /// The advisor rule this finding is an instance of (`plain-http`, `poll-budget`, ...), so
+    /// `wireline check` can report it by id; `None` for the config's other findings.
+    pub rule: Option<&'static str>,
 }
 
 impl Finding {
+    fn with_rule(mut self, rule: Option<&'static str>) -> Self {
+        self.rule = rule;
+        self
+    }
+
     /// Whether the finding makes the config unusable.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -158,14 +166,13 @@ pub fn load_str_in(
             let message = with_fix(error.inner().message());
             // A pasted credential is already reported at this key, with the better message.
             if !findings.iter().any(|finding| finding.key_path == key_path) {
-                findings.push(located(
-                    path,
-                    text,
-                    span,
-                    key_path,
-                    Severity::Error,
-                    message,
-                ));
+                // `min_tls` below 1.2 is refused while deserializing (MinTls); the finding is
+                // the advisor's tls-floor rule.
+                let rule = (key_path.ends_with(".min_tls") && message.contains("below the floor"))
+                    .then_some("tls-floor");
+                findings.push(
+                    located(path, text, span, key_path, Severity::Error, message).with_rule(rule),
+                );
             }
             return Err(sorted(findings));
         }
@@ -174,11 +181,9 @@ pub fn load_str_in(
     if let Err(message) = crate::keys::merge_sidecar(&mut config, &base_dir) {
         findings.push(whole_file(path, message));
     }
-    findings.extend(
-        validate::config(&config)
-            .into_iter()
-            .map(|(key_path, severity, message)| locate(key_path, severity, message)),
-    );
+    findings.extend(validate::config(&config).into_iter().map(
+        |(key_path, severity, message, rule)| locate(key_path, severity, message).with_rule(rule),
+    ));
     if let Some(name) = environment
         && !config.environments.contains_key(name)
     {
@@ -234,14 +239,17 @@ pub fn load_str_in(
                     ),
                 };
                 if url.starts_with("http://") {
-                    findings.push(locate(key_path, Severity::Error, format!("environment {name} is production: upstreams must be https://, not plain http")));
+                    findings.push(locate(key_path, Severity::Error, format!("environment {name} is production: upstreams must be https://, not plain http")).with_rule(Some("plain-http")));
                 }
             }
         }
         config.apply_environment(name);
     }
     for (key_path, message) in shared_agent_credentials(&config) {
-        findings.push(locate(key_path, Severity::Warning, message));
+        findings.push(
+            locate(key_path, Severity::Warning, message)
+                .with_rule(Some("shared-credential-agents")),
+        );
     }
     for key_path in malformed_signing_secrets(&config) {
         findings.push(locate(
@@ -294,6 +302,7 @@ fn whole_file(path: &Path, message: String) -> Finding {
         column: 0,
         key_path: String::new(),
         message,
+        rule: None,
     }
 }
 
@@ -313,6 +322,7 @@ fn located(
         column,
         key_path,
         message,
+        rule: None,
     }
 }
 

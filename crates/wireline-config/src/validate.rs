@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use crate::load::Severity;
 use crate::model::{Config, Service};
 
-type Found = Vec<(String, Severity, String)>;
+/// `(key path, severity, message, advisor rule id if the finding is one of its rules)`.
+type Found = Vec<(String, Severity, String, Option<&'static str>)>;
 
 /// Every finding for a deserialized config.
 pub(crate) fn config(config: &Config) -> Found {
@@ -101,11 +102,16 @@ pub(crate) fn config(config: &Config) -> Found {
 }
 
 fn error(found: &mut Found, path: String, message: String) {
-    found.push((path, Severity::Error, message));
+    found.push((path, Severity::Error, message, None));
+}
+
+/// An error that is one of the advisor's rules (`wireline check` reports its id).
+fn error_rule(found: &mut Found, rule: &'static str, path: String, message: String) {
+    found.push((path, Severity::Error, message, Some(rule)));
 }
 
 fn warning(found: &mut Found, path: String, message: String) {
-    found.push((path, Severity::Warning, message));
+    found.push((path, Severity::Warning, message, None));
 }
 
 fn is_name(name: &str) -> bool {
@@ -148,10 +154,14 @@ fn bad_name(name: &str) -> String {
     )
 }
 
-/// Whether `url` is one Wireline may call: https anywhere, plain http only on loopback.
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
+/// Whether `url` is one Wireline may call: https anywhere, plain http only on loopback. The
+/// error carries the advisor's rule id when it is one (`plain-http`).
+pub(crate) fn check_url(url: &str) -> Result<(), (Option<&'static str>, String)> {
     let parsed = url::Url::parse(url).map_err(|error| {
-        format!("\"{url}\" is not a URL ({error}); write it as https://host/path")
+        (
+            None,
+            format!("\"{url}\" is not a URL ({error}); write it as https://host/path"),
+        )
     })?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
@@ -162,17 +172,24 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     match parsed.scheme() {
         "https" if parsed.host().is_some() => Ok(()),
         "http" if loopback => Ok(()),
-        "http" => Err(format!(
-            "\"{url}\" is plain http to a host that is not loopback; use https:// (plain http is only for 127.0.0.1/localhost mocks)"
+        "http" => Err((
+            Some("plain-http"),
+            format!(
+                "\"{url}\" is plain http to a host that is not loopback; use https:// (plain http is only for 127.0.0.1/localhost mocks)"
+            ),
         )),
-        _ => Err(format!("\"{url}\" must be an https:// URL")),
+        _ => Err((None, format!("\"{url}\" must be an https:// URL"))),
     }
+}
+
+fn push_url_problem(found: &mut Found, rule: Option<&'static str>, path: String, message: String) {
+    found.push((path, Severity::Error, message, rule));
 }
 
 fn service_checks(name: &str, service: &Service, found: &mut Found) {
     let at = format!("services.{name}");
-    if let Err(message) = check_url(&service.base_url) {
-        error(found, format!("{at}.base_url"), message);
+    if let Err((rule, message)) = check_url(&service.base_url) {
+        push_url_problem(found, rule, format!("{at}.base_url"), message);
     }
     if service.retry.attempts == 0 {
         error(
@@ -370,9 +387,9 @@ fn references(config: &Config, found: &mut Found) {
         }
     }
     if let Some(crate::model::AlertUrl::Plain(url)) = &config.alerts.url
-        && let Err(message) = check_url(url)
+        && let Err((rule, message)) = check_url(url)
     {
-        error(found, "alerts.url".to_owned(), message);
+        push_url_problem(found, rule, "alerts.url".to_owned(), message);
     }
 }
 
@@ -417,8 +434,8 @@ fn subscriptions(config: &Config, found: &mut Found) {
         }
         match (&subscription.url, &subscription.secret) {
             (Some(url), secret) => {
-                if let Err(message) = check_url(url) {
-                    error(found, format!("{at}.url"), message);
+                if let Err((rule, message)) = check_url(url) {
+                    push_url_problem(found, rule, format!("{at}.url"), message);
                 }
                 if secret.is_none() {
                     error(
@@ -657,8 +674,9 @@ fn environments(config: &Config, found: &mut Found) {
             let Some(auth) = auth else { continue };
             for reference in auth_references(auth) {
                 if let Some((_, other, _)) = seen.iter().find(|(r, _, _)| *r == reference) {
-                    error(
+                    error_rule(
                         found,
+                        "shared-credential-environments",
                         at.clone(),
                         format!(
                             "environments {other} and {name} share the credential of service {service_name} ({reference}); give each environment its own key in [environments.NAME.services.{service_name}] auth"
@@ -807,8 +825,9 @@ fn poll_budget(at: &str, service: &Service, spec: &crate::poll::PollSpec, found:
         let calls = (span / every).max(1.0) * sources;
         let allowed = window.count as f64;
         if calls > 0.8 * allowed {
-            error(
+            error_rule(
                 found,
+                "poll-budget",
                 format!("{at}.poll.every"),
                 format!(
                     "polling {sources} source(s) every {}s makes {calls:.0} calls per {}s window, over 80 % of the declared limit of {} per window; poll less often (every {}s or more) or raise rate_limit if the provider allows more",

@@ -701,3 +701,15 @@ fn an_alert_url_with_a_token_is_a_secret_reference() {
     load_text("[alerts]\nurl = \"https://alerts.example.com/hook\"\n")
         .unwrap_or_else(|f| panic!("{f:#?}"));
 }
+
+#[test]
+fn findings_that_are_advisor_rules_carry_their_ids() {
+    let floor = load_text("[services.s]\nbase_url = \"https://x.test\"\nmin_tls = \"1.1\"\n")
+        .expect_err("floor");
+    assert_eq!(floor[0].rule, Some("tls-floor"));
+    let http = load_text("[services.s]\nbase_url = \"http://x.test\"\n").expect_err("http");
+    assert_eq!(http[0].rule, Some("plain-http"));
+    let unknown = load_text("[services.s]\nbase_url = \"https://x.test\"\nmin_tls = \"2.0\"\n")
+        .expect_err("bad");
+    assert_eq!(unknown[0].rule, None, "only the floor is the floor rule");
+}

@@ -35,7 +35,7 @@ pub fn run(
         };
         items.push((
             severity,
-            rule_of(&finding.message).to_owned(),
+            finding.rule.unwrap_or("config").to_owned(),
             finding.key_path.clone(),
             finding.line,
             finding.column,
@@ -137,22 +137,4 @@ pub fn run(
         }
     }
     Ok(())
-}
-
-/// The advisor's rule id of a config finding that is one of its rules (the config's own
-/// validation reports them, located; the id makes them filterable like the others).
-fn rule_of(message: &str) -> &'static str {
-    if message.contains("over 80 % of the declared limit") {
-        "poll-budget"
-    } else if message.contains("same upstream credential value") {
-        "shared-credential-agents"
-    } else if message.contains("share the credential of service") {
-        "shared-credential-environments"
-    } else if message.contains("is plain http") || message.contains("must be https://") {
-        "plain-http"
-    } else if message.contains("below the floor") {
-        "tls-floor"
-    } else {
-        "config"
-    }
 }
