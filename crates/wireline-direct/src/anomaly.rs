@@ -71,11 +71,18 @@ impl Detector {
         let current = (now.as_nanos() / self.bucket.as_nanos()) as u64;
         let window = self.buckets_in(self.thresholds.window);
         let history = self.buckets_in(self.thresholds.baseline);
-        let series = self.series.entry(key.to_owned()).or_insert_with(|| Series {
-            buckets: VecDeque::new(),
-            first: current,
-            flagged: false,
-        });
+        // Called on every agent call: the key is copied only the first time it is seen.
+        if !self.series.contains_key(key) {
+            self.series.insert(
+                key.to_owned(),
+                Series {
+                    buckets: VecDeque::new(),
+                    first: current,
+                    flagged: false,
+                },
+            );
+        }
+        let series = self.series.get_mut(key)?;
         let first_seen = series.first;
         match series.buckets.back_mut() {
             Some((bucket, calls)) if *bucket == current => *calls += 1,

@@ -92,6 +92,9 @@ struct Runtime {
     agent_credentials: BTreeMap<String, Auth>,
     /// The service's OAuth 2.0 tokens, when its `auth` is `oauth2`.
     oauth: Option<Arc<oauth::TokenSource>>,
+    /// Per agent, its anomaly keys here (`agent:NAME`, `credential:SERVICE:OWNER`), made once
+    /// instead of on every call.
+    anomaly_keys: BTreeMap<String, [String; 2]>,
 }
 
 /// Where a request goes inside a service.
@@ -199,7 +202,7 @@ impl Direct {
                     sink.signal(&service_name, signal);
                 },
             );
-            let agent_credentials = config
+            let agent_credentials: BTreeMap<String, Auth> = config
                 .agents
                 .iter()
                 .filter_map(|(agent, a)| {
@@ -230,6 +233,24 @@ impl Direct {
                     client,
                     stack,
                     oauth,
+                    anomaly_keys: config
+                        .agents
+                        .keys()
+                        .map(|agent| {
+                            let owner = if agent_credentials.contains_key(agent) {
+                                agent.as_str()
+                            } else {
+                                "service"
+                            };
+                            (
+                                agent.clone(),
+                                [
+                                    format!("agent:{agent}"),
+                                    format!("credential:{name}:{owner}"),
+                                ],
+                            )
+                        })
+                        .collect(),
                     agent_credentials,
                 }),
             );
@@ -508,20 +529,14 @@ impl Direct {
         let (Some(detector), Caller::Agent(agent)) = (&self.anomaly, caller) else {
             return Ok(());
         };
-        let owner = if runtime.agent_credentials.contains_key(agent) {
-            agent.as_str()
-        } else {
-            "service"
+        let Some(keys) = runtime.anomaly_keys.get(agent) else {
+            return Ok(());
         };
-        let keys = [
-            format!("agent:{agent}"),
-            format!("credential:{}:{owner}", runtime.name),
-        ];
         let now = self.started.elapsed();
         let mut detector = detector
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in &keys {
+        for key in keys {
             if let Some(spike) = detector.observe(key, now) {
                 self.recorder.anomaly(agent, &runtime.name, &spike);
             }
