@@ -14,7 +14,7 @@
 //! `requiredScenarioState`, `newScenarioState`, starting in `Started`). Anything else in a
 //! mapping is an error naming the file and the key, not silently ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -188,6 +188,15 @@ pub struct Stub {
     /// The body of `bodyFileName`, read at load.
     file_body: Option<Vec<u8>>,
     url_regex: Option<regex::Regex>,
+    /// Every other regex of the mapping, compiled once at load (by pattern).
+    regexes: HashMap<String, regex::Regex>,
+}
+
+impl Stub {
+    /// Whether `value` matches the (load-time compiled) `pattern`.
+    fn is_match(&self, pattern: &str, value: &str) -> bool {
+        self.regexes.get(pattern).is_some_and(|r| r.is_match(value))
+    }
 }
 
 fn compile(pattern: &str, origin: &str) -> Result<regex::Regex, String> {
@@ -262,23 +271,17 @@ pub fn load(path: &Path) -> Result<Vec<Stub>, String> {
                 (Some(p), _) | (None, Some(p)) => Some(compile(p, &origin)?),
                 _ => None,
             };
-            for matcher in mapping
+            let mut regexes = HashMap::new();
+            let patterns = mapping
                 .request
                 .query_parameters
                 .values()
                 .chain(mapping.request.headers.values())
-            {
-                for pattern in [&matcher.matches, &matcher.does_not_match]
-                    .into_iter()
-                    .flatten()
-                {
-                    compile(pattern, &origin)?;
-                }
-            }
-            for body in &mapping.request.body_patterns {
-                if let Some(pattern) = &body.matches {
-                    compile(pattern, &origin)?;
-                }
+                .flat_map(|m| [&m.matches, &m.does_not_match])
+                .chain(mapping.request.body_patterns.iter().map(|b| &b.matches))
+                .flatten();
+            for pattern in patterns {
+                regexes.insert(pattern.clone(), compile(pattern, &origin)?);
             }
             let file_body =
                 match &mapping.response.body_file_name {
@@ -302,6 +305,7 @@ pub fn load(path: &Path) -> Result<Vec<Stub>, String> {
                 origin,
                 file_body,
                 url_regex,
+                regexes,
             });
         }
     }
@@ -359,7 +363,7 @@ pub(crate) fn router(name: &str, stubs: Vec<Stub>, shared: Arc<Shared>) -> Route
         .with_state(shared)
 }
 
-fn matches(matcher: &Matcher, value: Option<&str>) -> bool {
+fn matches(stub: &Stub, matcher: &Matcher, value: Option<&str>) -> bool {
     if let Some(absent) = matcher.absent {
         return absent == value.is_none();
     }
@@ -378,11 +382,11 @@ fn matches(matcher: &Matcher, value: Option<&str>) -> bool {
         && matcher
             .matches
             .as_ref()
-            .is_none_or(|p| compile(p, "").is_ok_and(|r| r.is_match(value)))
+            .is_none_or(|p| stub.is_match(p, value))
         && matcher
             .does_not_match
             .as_ref()
-            .is_none_or(|p| compile(p, "").is_ok_and(|r| !r.is_match(value)))
+            .is_none_or(|p| !stub.is_match(p, value))
 }
 
 /// `$.a.b[0].c` as a dotted path `a.b.0.c`.
@@ -454,9 +458,10 @@ fn request_matches(stub: &Stub, request: &Incoming<'_>) -> bool {
     let query_ok = pattern
         .query_parameters
         .iter()
-        .all(|(name, m)| matches(m, request.query.get(name).map(String::as_str)));
+        .all(|(name, m)| matches(stub, m, request.query.get(name).map(String::as_str)));
     let headers_ok = pattern.headers.iter().all(|(name, m)| {
         matches(
+            stub,
             m,
             request
                 .headers
@@ -471,9 +476,7 @@ fn request_matches(stub: &Stub, request: &Incoming<'_>) -> bool {
             && b.contains
                 .as_ref()
                 .is_none_or(|c| text.contains(c.as_str()))
-            && b.matches
-                .as_ref()
-                .is_none_or(|p| compile(p, "").is_ok_and(|r| r.is_match(text)))
+            && b.matches.as_ref().is_none_or(|p| stub.is_match(p, text))
             && b.equal_to_json.as_ref().is_none_or(|e| {
                 json.as_ref().is_some_and(|a| {
                     json_equal(
