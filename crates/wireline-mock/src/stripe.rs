@@ -371,19 +371,24 @@ fn emit(shared: &Shared, state: &mut State, ty: &str, object: &Value) {
     });
 }
 
+/// A list of `kind` objects, newest first; the query parameter `filter` (Stripe names it
+/// after the field), when given, keeps the objects whose field of that name equals it.
 fn list(
     state: &State,
     kind: &str,
     url: &str,
     query: &BTreeMap<String, String>,
-    keep: impl Fn(&Value) -> bool,
+    filter: &str,
 ) -> Response {
-    let ids = state.lists.get(kind).cloned().unwrap_or_default();
-    let newest_first: Vec<&Value> = ids
-        .iter()
+    let wanted = query.get(filter);
+    let newest_first: Vec<&Value> = state
+        .lists
+        .get(kind)
+        .into_iter()
+        .flatten()
         .rev()
         .filter_map(|id| state.objects.get(id))
-        .filter(|o| keep(o))
+        .filter(|o| wanted.is_none_or(|w| o[filter] == w.as_str()))
         .collect();
     page(newest_first, url, query)
 }
@@ -476,10 +481,7 @@ async fn list_customers(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let state = lock(&shared.stripe);
-    let email = query.get("email").cloned();
-    list(&state, "customer", "/v1/customers", &query, |c| {
-        email.as_ref().is_none_or(|e| c["email"] == e.as_str())
-    })
+    list(&state, "customer", "/v1/customers", &query, "email")
 }
 
 async fn retrieve_customer(With(shared): With<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -587,17 +589,12 @@ async fn list_payment_intents(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let state = lock(&shared.stripe);
-    let customer = query.get("customer").cloned();
     list(
         &state,
         "payment_intent",
         "/v1/payment_intents",
         &query,
-        |p| {
-            customer
-                .as_ref()
-                .is_none_or(|c| p["customer"] == c.as_str())
-        },
+        "customer",
     )
 }
 
@@ -729,12 +726,7 @@ async fn list_charges(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let state = lock(&shared.stripe);
-    let intent = query.get("payment_intent").cloned();
-    list(&state, "charge", "/v1/charges", &query, |c| {
-        intent
-            .as_ref()
-            .is_none_or(|p| c["payment_intent"] == p.as_str())
-    })
+    list(&state, "charge", "/v1/charges", &query, "payment_intent")
 }
 
 async fn retrieve_charge(With(shared): With<Arc<Shared>>, Path(id): Path<String>) -> Response {
