@@ -21,3 +21,13 @@ pub use clock::{Clock, ManualClock};
 pub use projection::Projections;
 pub use retention::Retention;
 pub use runner::Triggers;
+
+/// The id and subject of a stored event, parsed without the rest of it (rules and projections
+/// need nothing else).
+#[derive(serde::Deserialize)]
+pub(crate) struct Fields<'a> {
+    #[serde(borrow)]
+    pub(crate) id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub(crate) subject: Option<std::borrow::Cow<'a, str>>,
+}

@@ -11,7 +11,7 @@
 //! same batch as the new generation's last page, and the old generation is deleted. A crash
 //! mid-rebuild resumes the rebuild from its own position.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -304,11 +304,10 @@ impl Projector {
             }
             return Ok(false);
         };
-        let mut changes = self.apply(&position, &page).await?;
+        let changes = self.apply(&position, &page).await?;
         if self.cache.len() > CACHE {
             self.cache.clear();
         }
-        changes.shrink_to_fit();
         store.write_batch(changes, Some((position, last))).await?;
         Ok(true)
     }
@@ -319,24 +318,19 @@ impl Projector {
         position: &str,
         page: &[StoredEvent],
     ) -> Result<Vec<Change>, StoreError> {
-        #[derive(Deserialize)]
-        struct Fields {
-            id: String,
-            #[serde(default)]
-            subject: Option<String>,
-        }
-        let mut changed = BTreeMap::<String, ()>::new();
+        let mut changed = BTreeSet::<String>::new();
         for stored in page {
             if !self.types.iter().any(|glob| glob.matches(&stored.ty)) {
                 continue;
             }
-            let Ok(Fields {
+            let Ok(crate::Fields {
                 id,
                 subject: Some(subject),
-            }) = serde_json::from_str::<Fields>(&stored.body)
+            }) = serde_json::from_str::<crate::Fields<'_>>(&stored.body)
             else {
                 continue;
             };
+            let subject = subject.into_owned();
             if !self.cache.contains_key(&subject) {
                 let loaded = self
                     .store
@@ -349,10 +343,10 @@ impl Projector {
             if let Some(state) = self.cache.get_mut(&subject) {
                 state.apply(stored.offset, &id, &stored.ty, stored.time);
             }
-            changed.insert(subject, ());
+            changed.insert(subject);
         }
         Ok(changed
-            .into_keys()
+            .into_iter()
             .filter_map(|subject| {
                 let value = serde_json::to_vec(self.cache.get(&subject)?).ok()?;
                 Some(Change::Put {

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -23,8 +22,8 @@ use wireline_core::{Event, Offset};
 use wireline_store::{Store, StoreError};
 use wireline_webhook::delivery::Head;
 
-use crate::Clock;
 use crate::rules::{Fired, Rules, Seen, namespace};
+use crate::{Clock, Fields};
 
 /// The subscriber name of the runner's position in the log.
 pub const POSITION: &str = "triggers";
@@ -50,15 +49,6 @@ pub struct Triggers {
     stop: watch::Sender<bool>,
     progress: watch::Receiver<Progress>,
     task: JoinHandle<()>,
-}
-
-/// The fields of an event rules need, parsed without the rest.
-#[derive(Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    subject: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Triggers {
