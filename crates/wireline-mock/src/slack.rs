@@ -62,12 +62,11 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> (HashMap<String, Value>, Option<S
     (fields, token.filter(|t| t.starts_with("xox")))
 }
 
-async fn auth_test(With(shared): With<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn auth_test(headers: HeaderMap, body: Bytes) -> Response {
     let (_, token) = fields(&headers, &body);
     if token.is_none() {
         return slack(json!({"ok": false, "error": "not_authed"}));
     }
-    let _ = shared;
     slack(
         json!({"ok": true, "url": "https://wireline-demo.slack.com/", "team": "Wireline Demo", "user": "wireline-bot", "team_id": "T0WIRELINE", "user_id": "U0WIRELINE", "bot_id": "B0WIRELINE"}),
     )

@@ -169,12 +169,11 @@ fn credential_names(auth: Option<&Auth>) -> (String, Vec<String>) {
         Some(Auth::OAuth2(oauth2)) => {
             let mut names = vec![source(&oauth2.client_secret)];
             names.extend(oauth2.refresh_token.as_ref().map(source));
-            (
-                format!("OAuth 2.0 ({:?})", oauth2.grant)
-                    .replace("ClientCredentials", "client credentials")
-                    .replace("RefreshToken", "refresh token"),
-                names,
-            )
+            let grant = match oauth2.grant {
+                wireline_config::model::Grant::ClientCredentials => "client credentials",
+                wireline_config::model::Grant::RefreshToken => "refresh token",
+            };
+            (format!("OAuth 2.0 ({grant})"), names)
         }
     }
 }
