@@ -126,12 +126,6 @@ impl Drop for Gateway {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// What one step found: its lines, and whether it behaved as intended.
 struct Outcome {
     pattern: &'static str,
@@ -539,7 +533,7 @@ async fn demo() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("wireline-demo-")
         .tempdir()?;
-    let (gateway_port, mock_port) = (free_port()?, free_port()?);
+    let (gateway_port, mock_port) = (super::free_port()?, super::free_port()?);
     // The agent that receives pushes.
     let pushes: Arc<Mutex<Vec<String>>> = Arc::default();
     let received = Arc::new(AtomicUsize::new(0));

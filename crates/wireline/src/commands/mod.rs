@@ -144,3 +144,10 @@ pub(crate) fn read_config_unresolved(path: &Path) -> anyhow::Result<wireline_con
     wireline_config::keys::merge_sidecar(&mut config, base_dir).map_err(anyhow::Error::msg)?;
     Ok(config)
 }
+
+/// A loopback port free right now (for the gateway and emulators `demo` and `test` start).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

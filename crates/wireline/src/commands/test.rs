@@ -310,12 +310,6 @@ impl Drop for Gateway {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Replaces `from` with `to` in every string of `value`.
 fn rewrite(value: &mut toml::Value, from: &str, to: &str) {
     match value {
@@ -369,7 +363,7 @@ async fn run_file(file: &Path) -> anyhow::Result<(String, usize, Option<String>)
     );
     // A copy of the config on free ports with temporary storage, beside the original so its
     // relative paths (.env, stubs, ${file:...}) still hold.
-    let (gateway_port, mock_port) = (free_port()?, free_port()?);
+    let (gateway_port, mock_port) = (super::free_port()?, super::free_port()?);
     let (old_gateway, old_mock) = (
         loaded.config.server.listen.to_string(),
         loaded.config.mock.listen.to_string(),
