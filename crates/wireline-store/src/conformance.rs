@@ -84,6 +84,38 @@ pub async fn duplicate_append_stores_nothing_and_returns_original_offset(store: 
     assert_eq!(all[0].ty, "t.a", "the original is kept as it was");
 }
 
+pub async fn batch_appends_keep_order_and_skip_duplicates(store: &impl Store) {
+    let first = store.append("d0", &event("e0", "t.a", 0)).await.unwrap();
+    let batch = ["d1", "d0", "d2", "d1"]
+        .iter()
+        .enumerate()
+        .map(|(n, dedupe)| {
+            crate::NewEvent::new(*dedupe, event(&format!("b{n}"), "t.b", 1 + n as i64)).unwrap()
+        })
+        .collect();
+    let appended = store.append_many(batch).await.unwrap();
+    let duplicates: Vec<bool> = appended.iter().map(|a| a.duplicate).collect();
+    assert_eq!(
+        duplicates,
+        [false, true, false, true],
+        "a dedupe id stored before, or earlier in the batch, is a duplicate"
+    );
+    assert_eq!(
+        appended[1].offset, first.offset,
+        "a duplicate reports the original"
+    );
+    assert_eq!(appended[3].offset, appended[0].offset);
+    assert!(first.offset < appended[0].offset && appended[0].offset < appended[2].offset);
+    let stored = store.read(Offset::START, 10).await.unwrap();
+    assert_eq!(
+        ids(&stored),
+        ["e0", "b0", "b2"],
+        "stored once each, in order"
+    );
+    assert_eq!(store.head().await.unwrap(), appended[2].offset);
+    assert!(store.append_many(Vec::new()).await.unwrap().is_empty());
+}
+
 pub async fn concurrent_appends_are_all_stored_once(store: &(impl Store + Clone + 'static)) {
     let mut tasks = Vec::new();
     for producer in 0..16 {
@@ -573,6 +605,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@tests $make;
             append_assigns_increasing_offsets,
             duplicate_append_stores_nothing_and_returns_original_offset,
+            batch_appends_keep_order_and_skip_duplicates,
             concurrent_appends_are_all_stored_once,
             read_pages_from_an_offset,
             serialized_events_are_stored_byte_for_byte,

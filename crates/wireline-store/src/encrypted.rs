@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use wireline_core::{Event, Offset, TypeGlob};
 
 use crate::{
-    Appended, Change, EventLog, EventQuery, Expiry, IdempotencyClaim, StateStore, Store,
+    Appended, Change, EventLog, EventQuery, Expiry, IdempotencyClaim, NewEvent, StateStore, Store,
     StoreError, StoredEvent,
 };
 
@@ -207,6 +207,24 @@ impl<S> EncryptedStore<S> {
         Ok(())
     }
 
+    /// `body` as stored: whole payload sealed for a sensitive type, else the sensitive paths.
+    fn seal_body(&self, event: &Event, body: String) -> Result<String, StoreError> {
+        if self.sensitive.iter().any(|glob| glob.matches(&event.ty)) {
+            return self.seal_event(&body);
+        }
+        let paths: Vec<&String> = self
+            .paths
+            .iter()
+            .filter(|(glob, _)| glob.matches(&event.ty))
+            .flat_map(|(_, paths)| paths)
+            .collect();
+        if paths.is_empty() {
+            Ok(body)
+        } else {
+            self.seal_fields(&body, &paths)
+        }
+    }
+
     fn seal_event(&self, body: &str) -> Result<String, StoreError> {
         let corrupt = |error: serde_json::Error| StoreError::Corrupt(error.to_string());
         let mut fields: BTreeMap<String, Box<RawValue>> =
@@ -264,22 +282,19 @@ impl<S: Store> EventLog for EncryptedStore<S> {
         event: &Event,
         body: String,
     ) -> Result<Appended, StoreError> {
-        let body = if self.sensitive.iter().any(|glob| glob.matches(&event.ty)) {
-            self.seal_event(&body)?
-        } else {
-            let paths: Vec<&String> = self
-                .paths
-                .iter()
-                .filter(|(glob, _)| glob.matches(&event.ty))
-                .flat_map(|(_, paths)| paths)
-                .collect();
-            if paths.is_empty() {
-                body
-            } else {
-                self.seal_fields(&body, &paths)?
-            }
-        };
+        let body = self.seal_body(event, body)?;
         self.inner.append_json(dedupe_id, event, body).await
+    }
+
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        let sealed = events
+            .into_iter()
+            .map(|new| {
+                let body = self.seal_body(&new.event, new.body)?;
+                Ok(NewEvent { body, ..new })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.append_many(sealed).await
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

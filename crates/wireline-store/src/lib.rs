@@ -32,6 +32,30 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// An event to append with [`EventLog::append_many`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its dedupe id.
+    pub dedupe_id: String,
+    /// Its indexed fields (type, source, subject, time); must describe `body`.
+    pub event: Event,
+    /// The CloudEvents JSON to store.
+    pub body: String,
+}
+
+impl NewEvent {
+    /// `event` serialized, under `dedupe_id`.
+    pub fn new(dedupe_id: impl Into<String>, event: Event) -> Result<Self, StoreError> {
+        let body = serde_json::to_string(&event)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        Ok(Self {
+            dedupe_id: dedupe_id.into(),
+            event,
+            body,
+        })
+    }
+}
+
 /// An event as stored: its offset, and the CloudEvents JSON exactly as appended.
 ///
 /// The body stays serialized: delivery forwards it as it is, and only readers that need the
@@ -125,6 +149,22 @@ pub trait EventLog: Send + Sync {
         event: &Event,
         body: String,
     ) -> Result<Appended, StoreError>;
+
+    /// Appends several events in order, each as [`EventLog::append_json`] would (a dedupe id
+    /// already stored, or repeated within `events`, is skipped and reported as a duplicate),
+    /// and returns once all are durable. Backends write them in one job, so a batch costs one
+    /// commit instead of one per event. On an error some of them may be stored; appending the
+    /// same batch again is safe, since what was stored comes back as duplicates.
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        let mut appended = Vec::with_capacity(events.len());
+        for new in events {
+            appended.push(
+                self.append_json(&new.dedupe_id, &new.event, new.body)
+                    .await?,
+            );
+        }
+        Ok(appended)
+    }
 
     /// Events after `after`, in order, at most `limit`.
     async fn read(&self, after: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {

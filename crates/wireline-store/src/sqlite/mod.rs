@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use wireline_core::{Event, Offset, TypeGlob};
 
 use crate::{
-    Appended, Change, EventLog, EventQuery, Expiry, IdempotencyClaim, StateStore, Store,
+    Appended, Change, EventLog, EventQuery, Expiry, IdempotencyClaim, NewEvent, StateStore, Store,
     StoreError, StoredEvent,
 };
 pub use writer::WriterStats;
@@ -231,6 +231,65 @@ fn seq(offset: Offset) -> i64 {
     i64::try_from(offset.0).unwrap_or(i64::MAX)
 }
 
+/// An event's row, made on the caller's task so the writer thread only runs SQL.
+struct Row {
+    dedupe_id: String,
+    ty: String,
+    source: String,
+    subject: Option<String>,
+    time: i64,
+    body: String,
+}
+
+impl Row {
+    fn new(dedupe_id: String, event: &Event, body: String) -> Self {
+        Self {
+            dedupe_id,
+            ty: event.ty.clone(),
+            source: event.source.clone(),
+            subject: event.subject.clone(),
+            time: micros(event.time),
+            body,
+        }
+    }
+}
+
+/// Inserts one event unless its dedupe id is stored (writer thread only).
+fn insert_event(connection: &Connection, row: &Row) -> Result<Appended, StoreError> {
+    // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs), so
+    // offsets stay dense: lag = head - committed offset.
+    let recorded = micros(Timestamp::now());
+    let changed = connection
+        .prepare_cached(
+            "INSERT INTO events (dedupe_id, type, source, subject, time_us, recorded_us, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (dedupe_id) DO NOTHING",
+        )?
+        .execute(params![
+            row.dedupe_id,
+            row.ty,
+            row.source,
+            row.subject,
+            row.time,
+            recorded,
+            row.body
+        ])?;
+    if changed == 1 {
+        // Only this thread writes, so the last rowid is this insert's.
+        return Ok(Appended {
+            offset: offset(connection.last_insert_rowid()),
+            duplicate: false,
+        });
+    }
+    let existing: i64 = connection
+        .prepare_cached("SELECT seq FROM events WHERE dedupe_id = ?1")?
+        .query_row(params![row.dedupe_id], |row| row.get(0))?;
+    Ok(Appended {
+        offset: offset(existing),
+        duplicate: true,
+    })
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn append_json(
@@ -240,30 +299,32 @@ impl EventLog for SqliteStore {
         body: String,
     ) -> Result<Appended, StoreError> {
         // Serialized on the caller's task, so the writer thread only runs SQL.
-        let dedupe_id = dedupe_id.to_owned();
-        let ty = event.ty.clone();
-        let source = event.source.clone();
-        let subject = event.subject.clone();
-        let time = micros(event.time);
+        let row = Row::new(dedupe_id.to_owned(), event, body);
+        self.write(move |connection| insert_event(connection, &row))
+            .await
+    }
+
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = events
+            .into_iter()
+            .map(|new| Row::new(new.dedupe_id, &new.event, new.body))
+            .collect();
         self.write(move |connection| {
-            // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs),
-            // so offsets stay dense: lag = head - committed offset.
-            let recorded = micros(Timestamp::now());
-            let changed = connection
-                .prepare_cached(
-                    "INSERT INTO events (dedupe_id, type, source, subject, time_us, recorded_us, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (dedupe_id) DO NOTHING",
-                )?
-                .execute(params![dedupe_id, ty, source, subject, time, recorded, body])?;
-            if changed == 1 {
-                // Only this thread writes, so the last rowid is this insert's.
-                return Ok(Appended { offset: offset(connection.last_insert_rowid()), duplicate: false });
+            // Several statements in one job: a savepoint keeps a failure from leaving some of
+            // them in the group's transaction (see the writer's contract).
+            connection.execute_batch("SAVEPOINT many")?;
+            let inserted = rows
+                .iter()
+                .map(|row| insert_event(connection, row))
+                .collect::<Result<Vec<_>, _>>();
+            match inserted {
+                Ok(_) => connection.execute_batch("RELEASE many")?,
+                Err(_) => connection.execute_batch("ROLLBACK TO many; RELEASE many")?,
             }
-            let existing: i64 = connection
-                .prepare_cached("SELECT seq FROM events WHERE dedupe_id = ?1")?
-                .query_row(params![dedupe_id], |row| row.get(0))?;
-            Ok(Appended { offset: offset(existing), duplicate: true })
+            inserted
         })
         .await
     }

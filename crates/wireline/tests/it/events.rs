@@ -1,6 +1,7 @@
 //! Producing to the log and consuming it with a named, committed offset, across a restart.
 
 use crate::Server;
+use crate::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produced_events_are_idempotent_and_consumers_resume_after_a_restart() {
@@ -285,22 +286,6 @@ events = ["order.*"]
         "replayed from the first event on"
     );
     drop(server);
-}
-
-/// Waits (bounded) until `probe` returns something.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -746,16 +746,22 @@ auth = {{ oauth2 = {{ token_url = "{upstream}/token", client_id = "app", client_
         .text()
         .await
         .expect("text");
-    let events = http
-        .get(server.url("/v1/events?types=wireline.*"))
-        .bearer_auth(envs[0].1)
-        .send()
-        .await
-        .expect("pull")
-        .text()
-        .await
-        .expect("text");
-    assert!(events.contains("wireline.oauth.refreshed"), "{events}");
+    // Audit events land a few milliseconds after the reply.
+    let events = crate::eventually("the refresh's audit event", || async {
+        let events = http
+            .get(server.url("/v1/events?types=wireline.*"))
+            .bearer_auth(envs[0].1)
+            .send()
+            .await
+            .expect("pull")
+            .text()
+            .await
+            .expect("text");
+        events
+            .contains("wireline.oauth.refreshed")
+            .then_some(events)
+    })
+    .await;
     let (code, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("joined");
