@@ -579,24 +579,31 @@ impl Direct {
             token.as_ref().map(|t| &t.0),
         )?;
         let path = outbound.url.path().to_owned();
+        // The fingerprint and the stale key cost a hash and a string on every call: only
+        // calls with an idempotency key, and services with a stale fallback, use them.
         let call = Call {
             agent: caller.name().to_owned(),
             idempotent,
-            fingerprint: wireline_policy::idempotency::fingerprint(&[
-                outbound.method.as_str().as_bytes(),
-                outbound.url.path().as_bytes(),
-                outbound.url.query().unwrap_or_default().as_bytes(),
-                &outbound.body,
-            ]),
-            stale_key: (outbound.method == http::Method::GET).then(|| {
-                format!(
-                    "{}|{}|{}?{}",
-                    runtime.name,
-                    caller.name(),
-                    path,
-                    outbound.url.query().unwrap_or_default()
-                )
-            }),
+            fingerprint: if idempotency_key.is_some() {
+                wireline_policy::idempotency::fingerprint(&[
+                    outbound.method.as_str().as_bytes(),
+                    outbound.url.path().as_bytes(),
+                    outbound.url.query().unwrap_or_default().as_bytes(),
+                    &outbound.body,
+                ])
+            } else {
+                String::new()
+            },
+            stale_key: (outbound.method == http::Method::GET && runtime.config.stale_for.is_some())
+                .then(|| {
+                    format!(
+                        "{}|{}|{}?{}",
+                        runtime.name,
+                        caller.name(),
+                        path,
+                        outbound.url.query().unwrap_or_default()
+                    )
+                }),
             idempotency_key,
         };
         let mut execution = execute(runtime, &call, &outbound).await;

@@ -6,6 +6,7 @@
 //! agent's reply never waits on the audit write; [`Recorder::shutdown`] drains it before the
 //! store closes, so a clean stop loses no record.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -90,6 +91,8 @@ fn alert(
 /// The background recorder.
 pub(crate) struct Recorder {
     sender: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    /// Call metrics per service, registered on first use.
+    metrics: Mutex<HashMap<String, ServiceMetrics>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -127,10 +130,16 @@ fn event(ty: &str, service: &str, subject: Option<&str>, data: serde_json::Value
     event
 }
 
-fn outcome_label(execution: &Execution) -> (String, Option<u16>) {
+fn outcome_label(execution: &Execution) -> (&'static str, Option<u16>) {
     match &execution.outcome {
         Outcome::Response(response) => (
-            format!("{}xx", response.status / 100),
+            match response.status / 100 {
+                1 => "1xx",
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                _ => "5xx",
+            },
             Some(response.status),
         ),
         Outcome::Failed(failure) => (
@@ -142,11 +151,49 @@ fn outcome_label(execution: &Execution) -> (String, Option<u16>) {
                 Failure::Unreachable { .. } => "unreachable",
                 Failure::Timeout => "timeout",
                 Failure::Store(_) => "store_error",
-            }
-            .to_owned(),
+            },
             None,
         ),
     }
+}
+
+/// One service's call metrics, registered once: looking a labelled metric up on every call
+/// (its labels built as strings, the registry hashed) cost more than counting.
+struct ServiceMetrics {
+    attempts: metrics::Counter,
+    retries: metrics::Counter,
+    duration: metrics::Histogram,
+    /// Per agent, per outcome.
+    requests: HashMap<String, HashMap<&'static str, metrics::Counter>>,
+}
+
+impl ServiceMetrics {
+    fn new(service: &str) -> Self {
+        Self {
+            attempts: metrics::counter!("wireline_direct_attempts_total", "service" => service.to_owned()),
+            retries: metrics::counter!("wireline_direct_retries_total", "service" => service.to_owned()),
+            duration: metrics::histogram!("wireline_direct_request_duration_seconds", "service" => service.to_owned()),
+            requests: HashMap::new(),
+        }
+    }
+}
+
+/// The audit event's data for one call.
+#[derive(serde::Serialize)]
+struct CallData<'a> {
+    agent: &'a str,
+    service: &'a str,
+    operation: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    status: Option<u16>,
+    outcome: &'static str,
+    attempts: u32,
+    replayed: bool,
+    latency_ms: f64,
+    queued_ms: f64,
+    breaker: &'static str,
+    fallback: Option<String>,
 }
 
 fn fallback_label(fallback: &Option<FallbackUsed>) -> Option<String> {
@@ -213,6 +260,7 @@ impl Recorder {
         });
         Self {
             sender: Mutex::new(Some(sender)),
+            metrics: Mutex::new(HashMap::new()),
             task: Mutex::new(Some(task)),
         }
     }
@@ -263,34 +311,51 @@ impl Recorder {
     pub(crate) fn call(&self, audit: bool, record: CallRecord<'_>) {
         let (outcome, status) = outcome_label(record.execution);
         let fallback = fallback_label(&record.execution.fallback);
-        let service = record.service.to_owned();
-        metrics::counter!("wireline_direct_requests_total", "service" => service.clone(), "agent" => record.agent.to_owned(), "outcome" => outcome.clone()).increment(1);
-        metrics::counter!("wireline_direct_attempts_total", "service" => service.clone())
-            .increment(u64::from(record.execution.attempts));
-        metrics::counter!("wireline_direct_retries_total", "service" => service.clone())
-            .increment(u64::from(record.execution.attempts.saturating_sub(1)));
-        metrics::histogram!("wireline_direct_request_duration_seconds", "service" => service.clone()).record(record.latency.as_secs_f64());
+        let execution = record.execution;
+        if let Ok(mut services) = self.metrics.lock() {
+            let service = services
+                .entry(record.service.to_owned())
+                .or_insert_with(|| ServiceMetrics::new(record.service));
+            service.attempts.increment(u64::from(execution.attempts));
+            service
+                .retries
+                .increment(u64::from(execution.attempts.saturating_sub(1)));
+            service.duration.record(record.latency.as_secs_f64());
+            let by_outcome = match service.requests.get_mut(record.agent) {
+                Some(by_outcome) => by_outcome,
+                None => service.requests.entry(record.agent.to_owned()).or_default(),
+            };
+            by_outcome
+                .entry(outcome)
+                .or_insert_with(|| {
+                    metrics::counter!("wireline_direct_requests_total", "service" => record.service.to_owned(), "agent" => record.agent.to_owned(), "outcome" => outcome)
+                })
+                .increment(1);
+        }
         if let Some(fallback) = &fallback {
-            metrics::counter!("wireline_direct_fallbacks_total", "service" => service.clone(), "fallback" => fallback.clone()).increment(1);
+            metrics::counter!("wireline_direct_fallbacks_total", "service" => record.service.to_owned(), "fallback" => fallback.clone()).increment(1);
         }
         if !audit {
             return;
         }
-        let data = json!({
-            "agent": record.agent,
-            "service": record.service,
-            "operation": record.operation,
-            "method": record.method,
-            "path": record.path,
-            "status": status,
-            "outcome": outcome,
-            "attempts": record.execution.attempts,
-            "replayed": record.execution.replayed,
-            "latency_ms": record.latency.as_secs_f64() * 1000.0,
-            "queued_ms": record.execution.queued.as_secs_f64() * 1000.0,
-            "breaker": record.breaker.as_str(),
-            "fallback": fallback,
-        });
+        let data = CallData {
+            agent: record.agent,
+            service: record.service,
+            operation: record.operation,
+            method: record.method,
+            path: record.path,
+            status,
+            outcome,
+            attempts: execution.attempts,
+            replayed: execution.replayed,
+            latency_ms: record.latency.as_secs_f64() * 1000.0,
+            queued_ms: execution.queued.as_secs_f64() * 1000.0,
+            breaker: record.breaker.as_str(),
+            fallback,
+        };
+        let Ok(data) = serde_json::to_value(data) else {
+            return;
+        };
         self.send(
             event(
                 "wireline.direct.call",
