@@ -47,6 +47,11 @@ enum Bench {
         /// Requests per run at 64 connections (a quarter of it at 1 connection).
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// Give the proxy (Wireline, the bare proxy) CPU 1 and the load generator with the
+        /// upstream CPU 0, as proxy benchmarks usually do, instead of letting all three share
+        /// both CPUs. Needs `taskset` (util-linux) and two CPUs.
+        #[arg(long)]
+        pin: bool,
     },
     /// Webhooks: verified durable ingest against /healthz at 64 and 256 connections, and push
     /// delivery. Needs the release `wireline` binary (`cargo build --release --workspace`).
@@ -141,7 +146,11 @@ pub(crate) fn print_table(runs: usize, rows: Vec<(String, Vec<f64>, &str)>) {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
-        Bench::Proxy { runs, requests } => bench_runtime()?.block_on(proxy::run(runs, requests)),
+        Bench::Proxy {
+            runs,
+            requests,
+            pin,
+        } => bench_runtime()?.block_on(proxy::run(runs, requests, pin)),
         Bench::Poll { runs, sources } => bench_runtime()?.block_on(poll::run(runs, sources)),
         Bench::NullProxy { upstream } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

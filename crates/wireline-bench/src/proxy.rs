@@ -6,6 +6,10 @@
 //! latency, straight to the upstream and through `/proxy`, at 1 and at 64 connections. Then
 //! chaos: an upstream failing half the time (attempts per agent request, with the retry
 //! budget), and an open breaker (rejection latency).
+//!
+//! With `--pin` the proxies run on CPU 1 and this process (load generator and upstream) on
+//! CPU 0, so a proxy's cost shows as its own core's limit rather than as a share of the cores
+//! its client and upstream also need.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -89,7 +93,40 @@ pub(crate) fn binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(binary)
 }
 
-fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
+/// The CPU the proxies run on with `--pin` (the load generator and upstream get CPU 0).
+const PROXY_CPU: &str = "1";
+
+/// `binary`, started on `cpu` through `taskset` when given (taskset execs it: same process).
+fn command_on(binary: &Path, cpu: Option<&str>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpu]).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
+/// Pins every thread of this process to CPU 0 (threads made later inherit it).
+fn pin_self() -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        bail!("--pin needs two CPUs; this machine offers {cpus}");
+    }
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", "0"])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .context("--pin needs `taskset` (util-linux)")?;
+    if !status.success() {
+        bail!("taskset could not pin the benchmark to CPU 0 ({status})");
+    }
+    Ok(())
+}
+
+fn start_wireline(service: &str, services: &str, cpu: Option<&str>) -> anyhow::Result<Wireline> {
     let binary = binary()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("wireline.toml");
@@ -99,7 +136,7 @@ fn start_wireline(service: &str, services: &str) -> anyhow::Result<Wireline> {
             "[server]\nlisten = \"127.0.0.1:0\"\n[agents.bench]\ntoken = \"${{env:BENCH_TOKEN}}\"\nscopes = [\"{service}:read\"]\n{services}"
         ),
     )?;
-    spawn(&binary, &config, Some(dir))
+    spawn_on(&binary, &config, Some(dir), cpu)
 }
 
 pub(crate) fn spawn(
@@ -107,7 +144,16 @@ pub(crate) fn spawn(
     config: &Path,
     dir: Option<tempfile::TempDir>,
 ) -> anyhow::Result<Wireline> {
-    let mut child = Command::new(binary)
+    spawn_on(binary, config, dir, None)
+}
+
+fn spawn_on(
+    binary: &Path,
+    config: &Path,
+    dir: Option<tempfile::TempDir>,
+    cpu: Option<&str>,
+) -> anyhow::Result<Wireline> {
+    let mut child = command_on(binary, cpu)
         .args(["--log-format", "json", "run", "-c"])
         .arg(config)
         .env("BENCH_TOKEN", TOKEN)
@@ -192,15 +238,20 @@ pub(crate) fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
+pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> {
+    let cpu = pin.then_some(PROXY_CPU);
+    if pin {
+        pin_self()?;
+    }
     let fast = upstream(false).await?;
     let wireline = start_wireline(
         "svc",
         &format!("[services.svc]\nbase_url = \"http://{}\"\n", fast.address),
+        cpu,
     )?;
     let direct_url = format!("http://{}/v1/customers/cus_1", fast.address);
     let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
-    let null = NullProxy::start(&fast.address.to_string())?;
+    let null = NullProxy::start(&fast.address.to_string(), cpu)?;
     let null_url = format!("http://{}/v1/customers/cus_1", null.address);
     // Warm the paths (connections, caches).
     load(&direct_url, 8, 2_000, None).await?;
@@ -310,6 +361,7 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
             "[services.svc]\nbase_url = \"http://{}\"\nretry = {{ backoff = \"1ms\", max_wait = \"5ms\" }}\ncircuit_breaker = {{ failures = 1000000 }}\n",
             flaky.address
         ),
+        cpu,
     )?;
     let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
     let mut attempts = Vec::new();
@@ -337,6 +389,7 @@ pub async fn run(runs: usize, requests: usize) -> anyhow::Result<()> {
         &format!(
             "[services.down]\nbase_url = \"http://127.0.0.1:{closed}\"\nretry = {{ attempts = 1 }}\ncircuit_breaker = {{ failures = 1, open_for = \"10m\" }}\n"
         ),
+        cpu,
     )?;
     let down_url = format!("http://{}/proxy/down/v1/x", wireline.address);
     load(&down_url, 1, 10, Some(TOKEN)).await?;
@@ -370,8 +423,8 @@ struct NullProxy {
 }
 
 impl NullProxy {
-    fn start(upstream: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
+    fn start(upstream: &str, cpu: Option<&str>) -> anyhow::Result<Self> {
+        let mut child = command_on(&std::env::current_exe()?, cpu)
             .args(["null-proxy", "--upstream", upstream])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
