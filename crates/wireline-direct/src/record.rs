@@ -223,11 +223,15 @@ impl Recorder {
             // Alert notifications in flight: a clean stop gives them up to 10 s to land.
             let mut notifications = tokio::task::JoinSet::new();
             while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-                // Sleep rather than wait on the channel: every call would wake this task again.
-                tokio::time::sleep(RECORD_LINGER).await;
-                let room = RECORD_BATCH - batch.len();
-                if room > 0 && !receiver.is_empty() {
-                    receiver.recv_many(&mut batch, room).await;
+                // A full batch goes at once (so a backlog drains at full speed); otherwise
+                // sleep, rather than wait on the channel (every call would wake this task
+                // again), and take what came meanwhile.
+                if batch.len() < RECORD_BATCH {
+                    tokio::time::sleep(RECORD_LINGER).await;
+                    let room = RECORD_BATCH - batch.len();
+                    if !receiver.is_empty() {
+                        receiver.recv_many(&mut batch, room).await;
+                    }
                 }
                 let mut alerts = Vec::new();
                 let events: Vec<NewEvent> = batch
