@@ -466,6 +466,18 @@ fn could_start_with(glob: &wireline_core::TypeGlob, prefix: &str) -> bool {
     }
 }
 
+/// Whether some event type could match both patterns.
+fn overlaps(a: &wireline_core::TypeGlob, b: &wireline_core::TypeGlob) -> bool {
+    match (a.as_str().contains('*'), b.as_str().contains('*')) {
+        (false, _) => b.matches(a.as_str()),
+        (_, false) => a.matches(b.as_str()),
+        (true, true) => {
+            let (x, y) = (a.literal_prefix(), b.literal_prefix());
+            x.starts_with(y) || y.starts_with(x)
+        }
+    }
+}
+
 /// The prefixes of the event types something in the config produces, or `None` when an agent
 /// may append any type (then no pattern is unknown).
 fn produced_prefixes(config: &Config) -> Option<Vec<String>> {
@@ -492,6 +504,12 @@ fn produced_prefixes(config: &Config) -> Option<Vec<String>> {
 fn triggers(config: &Config, found: &mut Found) {
     const LONGEST: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
     let produced = produced_prefixes(config);
+    let subject_patterns: Vec<wireline_core::TypeGlob> = config
+        .events
+        .subjects
+        .keys()
+        .filter_map(|pattern| pattern.parse().ok())
+        .collect();
     let mut seen = BTreeSet::new();
     for (index, trigger) in config.triggers.iter().enumerate() {
         let at = format!("triggers[{index}]");
@@ -600,6 +618,25 @@ fn triggers(config: &Config, found: &mut Found) {
                     format!("{at}.{kind}.{key}"),
                     format!(
                         "nothing in this config produces events of type {glob}: types start with a service name (webhooks, polls), \"wireline.\" (audit, alerts), another trigger's emit, or an agent's events:write:PREFIX; fix the type or give a producer that scope"
+                    ),
+                );
+            }
+            // Rules follow one subject at a time and pass over events without one; a
+            // service's events (webhooks, polls) carry one only where [events] subjects says
+            // where it is in their data.
+            if let Some(service) = config
+                .services
+                .keys()
+                .find(|name| could_start_with(glob, &format!("{name}.")))
+                && !subject_patterns
+                    .iter()
+                    .any(|pattern| overlaps(pattern, glob))
+            {
+                warning(
+                    found,
+                    format!("{at}.{kind}.{key}"),
+                    format!(
+                        "events of type {glob} from {service} carry no subject, and rules pass over events without one, so this rule would never fire; say where the subject is in their data under [events] subjects, e.g. \"{service}.*\" = \"data.object.customer\""
                     ),
                 );
             }

@@ -353,7 +353,33 @@ fn trigger_rules_are_checked() {
     let ok = format!(
         "{services}[[triggers]]\nname = \"no-login\"\nemit = \"derived.no_login_7d\"\nabsence = {{ first = \"app.user.signup\", missing = \"app.user.first_login\", within = \"7d\" }}\n[[triggers]]\nname = \"failing\"\nemit = \"derived.failing\"\nthreshold = {{ event = \"app.payment.failed\", count = 3, within = \"24h\" }}\n[[triggers]]\nname = \"escalate\"\nemit = \"derived.escalate\"\nsequence = {{ first = \"derived.failing\", then = \"derived.no_login_7d\", within = \"1h\" }}\n"
     );
-    load_text(&ok).unwrap_or_else(|f| panic!("{f:#?}"));
+    // Rules group by subject: a service's events need [events] subjects to have one.
+    let without_subjects = load_text(&ok).unwrap_or_else(|f| panic!("{f:#?}"));
+    let warnings: Vec<String> = without_subjects
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("carry no subject") && w.contains("app.*"))
+            .count(),
+        3,
+        "the two absence inputs and the threshold input, not the derived ones: {warnings:#?}"
+    );
+    let with_subjects = load_text(&format!(
+        "{ok}[events]\nsubjects = {{ \"app.user.*\" = \"data.user\", \"app.payment.failed\" = \"data.customer\" }}\n"
+    ))
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    assert!(
+        with_subjects
+            .warnings
+            .iter()
+            .all(|w| !w.to_string().contains("carry no subject")),
+        "{:#?}",
+        with_subjects.warnings
+    );
     check_error(
         &format!("{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\n"),
         (3, 1),
