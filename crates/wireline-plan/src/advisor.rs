@@ -30,6 +30,9 @@ pub struct Advice {
     pub message: String,
     /// The fix, one line.
     pub fix: String,
+    /// A deadline has passed (a credential overdue for rotation): `check --strict` fails on it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub past_due: bool,
 }
 
 /// The rules, with what each checks (shown in the plan and by `check --rules`).
@@ -99,6 +102,7 @@ fn advice(rule: &'static str, level: Level, at: String, message: String) -> Advi
         at,
         message,
         fix: fix_of(rule).to_owned(),
+        past_due: false,
     }
 }
 
@@ -169,18 +173,24 @@ pub fn advise(config: &Config, today: jiff::civil::Date) -> Vec<Advice> {
         }
     }
     for key in wireline_config::keys::inventory(config, today) {
-        if matches!(
-            key.status,
-            wireline_config::keys::Status::DueSoon | wireline_config::keys::Status::Overdue
-        ) {
-            let due = key.due.map_or_else(String::new, |d| d.to_string());
-            found.push(advice(
+        use wireline_config::keys::Status;
+        let (Some(due), Some(age), Status::DueSoon | Status::Overdue) =
+            (key.due, key.age_days, key.status)
+        else {
+            continue;
+        };
+        let past_due = key.status == Status::Overdue;
+        let when = if past_due { "was due" } else { "is due" };
+        found.push(Advice {
+            fix: format!("run `wireline keys rotate {}`", key.name),
+            past_due,
+            ..advice(
                 "rotate-credentials",
                 Level::Warning,
                 format!("keys.{}", key.name),
-                format!("{} is due for rotation ({due})", key.reference),
-            ));
-        }
+                format!("{} is {age} days old; rotation {when} {due}", key.reference),
+            )
+        });
     }
     for (agent_name, agent) in &config.agents {
         for scope in &agent.scopes {

@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::bail;
 use serde_json::json;
 use wireline_config::Env;
-use wireline_config::keys::Status;
 
 use crate::cli::CheckFormat;
 
@@ -44,35 +43,9 @@ pub fn run(
         ));
     }
     if let Some(config) = &config {
-        for key in wireline_config::keys::inventory(config, today) {
-            let (Some(due), Some(age)) = (key.due, key.age_days) else {
-                continue;
-            };
-            let severity = match key.status {
-                Status::Overdue if strict => "error",
-                Status::Overdue | Status::DueSoon => "warning",
-                _ => continue,
-            };
-            let when = if key.status == Status::Overdue {
-                "was due"
-            } else {
-                "is due"
-            };
-            items.push((
-                severity,
-                "rotate-credentials".to_owned(),
-                format!("keys.{}", key.name),
-                0,
-                0,
-                format!("{} is {age} days old; rotation {when} {due}", key.reference),
-                format!("run `wireline keys rotate {}`", key.name),
-            ));
-        }
-        for advice in wireline_plan::advisor::advise(config, today)
-            .into_iter()
-            .filter(|a| a.rule != "rotate-credentials")
-        {
+        for advice in wireline_plan::advisor::advise(config, today) {
             let severity = match advice.level {
+                _ if advice.past_due && strict => "error",
                 wireline_plan::advisor::Level::Warning => "warning",
                 wireline_plan::advisor::Level::Info => "info",
             };
