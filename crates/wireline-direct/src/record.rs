@@ -428,3 +428,62 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use wireline_core::Offset;
+    use wireline_policy::Response;
+    use wireline_store::EventLog;
+    use wireline_store::sqlite::SqliteStore;
+
+    use super::*;
+
+    /// Calls recorded faster than the recorder wakes: it takes them in full batches of
+    /// RECORD_BATCH, then the rest after its pause; every call has exactly one event.
+    #[tokio::test]
+    async fn a_backlog_larger_than_a_batch_is_stored_once_each() {
+        let calls = RECORD_BATCH * 2 + 100;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let client = crate::client::build(None).unwrap();
+        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        let execution = Execution {
+            outcome: Outcome::Response(Response {
+                status: 200,
+                headers: Vec::new(),
+                body: bytes::Bytes::new(),
+            }),
+            attempts: 1,
+            replayed: false,
+            fallback: None,
+            queued: Duration::ZERO,
+        };
+        for n in 0..calls {
+            recorder.call(
+                true,
+                CallRecord {
+                    agent: "bot",
+                    service: "svc",
+                    operation: None,
+                    method: "GET",
+                    path: &format!("/v1/things/{n}"),
+                    execution: &execution,
+                    latency: Duration::from_millis(1),
+                    breaker: BreakerState::Closed,
+                },
+            );
+        }
+        recorder.shutdown().await;
+        let stored = store.read(Offset::START, calls + 10).await.unwrap();
+        let paths: std::collections::BTreeSet<String> = stored
+            .iter()
+            .map(|e| e.event().unwrap().data.unwrap()["path"].to_string())
+            .collect();
+        assert_eq!(stored.len(), calls, "one event per call, none doubled");
+        assert_eq!(paths.len(), calls, "every call's own event");
+        store.close().await.unwrap();
+    }
+}
