@@ -412,7 +412,8 @@ pub struct Agent {
     #[serde(default)]
     pub description: Option<String>,
     /// The agent's own upstream credential per service (`credentials.stripe = { bearer =
-    /// "${env:BOT_STRIPE_KEY}" }`); where absent, the service's `auth` is used.
+    /// "${env:BOT_STRIPE_KEY}" }`, or an OAuth 2.0 app of its own: `credentials.crm = { oauth2
+    /// = { ... } }`, with tokens of its own); where absent, the service's `auth` is used.
     #[serde(default)]
     pub credentials: BTreeMap<String, Auth>,
 }

@@ -38,19 +38,6 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
-    for (agent_name, agent) in &config.agents {
-        for (service, auth) in &agent.credentials {
-            if matches!(auth, crate::model::Auth::OAuth2(_)) {
-                error(
-                    &mut found,
-                    format!("agents.{agent_name}.credentials.{service}"),
-                    format!(
-                        "an agent's own credential cannot be OAuth 2.0 yet; put the oauth2 settings on [services.{service}] auth, or give the agent a bearer, basic, header or query credential"
-                    ),
-                );
-            }
-        }
-    }
     for (name, service) in &config.services {
         let Some(crate::model::Auth::OAuth2(oauth2)) = &service.auth else {
             continue;
@@ -76,12 +63,30 @@ pub(crate) fn config(config: &Config) -> Found {
                 ),
             );
         }
-        if oauth2.grant == crate::model::Grant::RefreshToken
+    }
+    // Refresh tokens the provider rotates: the service's own, and agents' own apps.
+    let agents_oauth = config.agents.iter().flat_map(|(agent, a)| {
+        a.credentials.iter().map(move |(service, auth)| {
+            (
+                format!("agents.{agent}.credentials.{service}.oauth2.grant"),
+                auth,
+            )
+        })
+    });
+    let services_oauth = config.services.iter().filter_map(|(name, service)| {
+        Some((
+            format!("services.{name}.auth.oauth2.grant"),
+            service.auth.as_ref()?,
+        ))
+    });
+    for (path, auth) in services_oauth.chain(agents_oauth) {
+        if let crate::model::Auth::OAuth2(oauth2) = auth
+            && oauth2.grant == crate::model::Grant::RefreshToken
             && config.security.encryption_key.is_none()
         {
             warning(
                 &mut found,
-                format!("services.{name}.auth.oauth2.grant"),
+                path,
                 "a refresh token the provider rotates is kept in memory only, so after a restart the configured (already replaced) one is used; set [security] encryption_key to keep it, sealed, in the store".to_owned(),
             );
         }

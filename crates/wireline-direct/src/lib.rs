@@ -92,9 +92,24 @@ struct Runtime {
     agent_credentials: BTreeMap<String, Auth>,
     /// The service's OAuth 2.0 tokens, when its `auth` is `oauth2`.
     oauth: Option<Arc<oauth::TokenSource>>,
+    /// Per agent whose own credential here is `oauth2`, its own tokens.
+    agent_oauth: BTreeMap<String, Arc<oauth::TokenSource>>,
     /// Per agent, its anomaly keys here (`agent:NAME`, `credential:SERVICE:OWNER`), made once
     /// instead of on every call.
     anomaly_keys: BTreeMap<String, [String; 2]>,
+}
+
+impl Runtime {
+    /// The OAuth tokens a call by `caller` uses here: the agent's own when it has its own
+    /// credential (none unless that is `oauth2`), else the service's.
+    fn token_source(&self, caller: &Caller) -> Option<&Arc<oauth::TokenSource>> {
+        match caller {
+            Caller::Agent(name) if self.agent_credentials.contains_key(name) => {
+                self.agent_oauth.get(name)
+            }
+            _ => self.oauth.as_ref(),
+        }
+    }
 }
 
 /// Where a request goes inside a service.
@@ -212,18 +227,32 @@ impl Direct {
                 })
                 .collect();
             metrics::gauge!("wireline_direct_breaker_state", "service" => name.clone()).set(0.0);
+            let shared = oauth::Shared {
+                client: client.clone(),
+                store: Arc::clone(&store),
+                persist: config.security.encryption_key.is_some(),
+                recorder: Arc::clone(&recorder),
+            };
+            let token_source = |agent: Option<&str>, oauth2| {
+                let scopes = oauth::requested_scopes(service, oauth2);
+                Arc::new(oauth::TokenSource::new(
+                    name, agent, oauth2, scopes, &shared,
+                ))
+            };
             let oauth = match &service.auth {
-                Some(Auth::OAuth2(oauth2)) => Some(Arc::new(oauth::TokenSource::new(
-                    name,
-                    oauth2,
-                    oauth::requested_scopes(service, oauth2),
-                    client.clone(),
-                    Arc::clone(&store),
-                    config.security.encryption_key.is_some(),
-                    Arc::clone(&recorder),
-                ))),
+                Some(Auth::OAuth2(oauth2)) => Some(token_source(None, oauth2)),
                 _ => None,
             };
+            // Agents with an OAuth app of their own get their own tokens (never the service's).
+            let agent_oauth = agent_credentials
+                .iter()
+                .filter_map(|(agent, auth)| match auth {
+                    Auth::OAuth2(oauth2) => {
+                        Some((agent.clone(), token_source(Some(agent), oauth2)))
+                    }
+                    _ => None,
+                })
+                .collect();
             services.insert(
                 name.clone(),
                 Arc::new(Runtime {
@@ -233,6 +262,7 @@ impl Direct {
                     client,
                     stack,
                     oauth,
+                    agent_oauth,
                     anomaly_keys: config
                         .agents
                         .keys()
@@ -562,11 +592,8 @@ impl Direct {
     ) -> Result<Reply, Problem> {
         let started = Instant::now();
         self.watch_rate(caller, runtime)?;
-        // The service's OAuth token, unless the agent calls with its own credential.
-        let oauth = runtime
-            .oauth
-            .as_ref()
-            .filter(|_| !matches!(caller, Caller::Agent(name) if runtime.agent_credentials.contains_key(name)));
+        // The OAuth token: the agent's own app's, or the service's unless the agent has its own key.
+        let oauth = runtime.token_source(caller);
         let mut token = match oauth {
             Some(source) => Some(source.token(None).await?),
             None => None,
@@ -660,7 +687,7 @@ impl Direct {
             let Some(alternate_runtime) = self.services.get(alternate) else {
                 continue;
             };
-            let token = match &alternate_runtime.oauth {
+            let token = match alternate_runtime.token_source(caller) {
                 Some(source) => match source.token(None).await {
                     Ok(token) => Some(token.0),
                     Err(_) => continue,

@@ -45,9 +45,21 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
-/// One service's tokens.
+/// What the token sources of a service share.
+pub(crate) struct Shared {
+    /// The service's HTTP client (its CA file and TLS floor apply to the token endpoint too).
+    pub(crate) client: reqwest::Client,
+    pub(crate) store: Arc<dyn Store>,
+    /// Whether rotated refresh tokens are stored (sealed): an encryption key is configured.
+    pub(crate) persist: bool,
+    pub(crate) recorder: Arc<crate::record::Recorder>,
+}
+
+/// One service's tokens, or one agent's own on a service.
 pub(crate) struct TokenSource {
     service: String,
+    /// The agent whose own OAuth app this is (`[agents.NAME.credentials.SERVICE]`), if any.
+    agent: Option<String>,
     config: OAuth2,
     scopes: Vec<String>,
     client: reqwest::Client,
@@ -61,12 +73,10 @@ pub(crate) struct TokenSource {
 impl TokenSource {
     pub(crate) fn new(
         service: &str,
+        agent: Option<&str>,
         config: &OAuth2,
         scopes: Vec<String>,
-        client: reqwest::Client,
-        store: Arc<dyn Store>,
-        persist: bool,
-        recorder: Arc<crate::record::Recorder>,
+        shared: &Shared,
     ) -> Self {
         let refresh = config
             .refresh_token
@@ -75,14 +85,15 @@ impl TokenSource {
             .map(|value| SecretString::from(value.expose_secret().to_owned()));
         Self {
             service: service.to_owned(),
+            agent: agent.map(str::to_owned),
             config: config.clone(),
             scopes,
-            client,
-            store,
-            persist,
+            client: shared.client.clone(),
+            store: Arc::clone(&shared.store),
+            persist: shared.persist,
             token: Mutex::new(None),
             refresh_token: std::sync::Mutex::new(refresh),
-            recorder,
+            recorder: Arc::clone(&shared.recorder),
         }
     }
 
@@ -108,13 +119,29 @@ impl TokenSource {
         Ok(out)
     }
 
+    /// Where a rotated refresh token is kept: per service, and per agent for an agent's own.
+    fn state_key(&self) -> String {
+        match &self.agent {
+            Some(agent) => format!("{}:{agent}", self.service),
+            None => self.service.clone(),
+        }
+    }
+
+    /// The config table these settings come from, for error messages.
+    fn table(&self) -> String {
+        match &self.agent {
+            Some(agent) => format!("[agents.{agent}.credentials.{}.oauth2]", self.service),
+            None => format!("[services.{}.auth.oauth2]", self.service),
+        }
+    }
+
     async fn stored_refresh_token(&self) -> Option<SecretString> {
         if !self.persist {
             return None;
         }
         let bytes = self
             .store
-            .get(NAMESPACE, &self.service, jiff::Timestamp::now())
+            .get(NAMESPACE, &self.state_key(), jiff::Timestamp::now())
             .await
             .ok()
             .flatten()?;
@@ -208,19 +235,20 @@ impl TokenSource {
             if self.persist
                 && let Err(error) = self
                     .store
-                    .put(NAMESPACE, &self.service, rotated.as_bytes(), None)
+                    .put(NAMESPACE, &self.state_key(), rotated.as_bytes(), None)
                     .await
             {
-                warn!(service = %self.service, %error, "the rotated refresh token was not stored; a restart would use the configured one");
+                warn!(service = %self.service, agent = ?self.agent, %error, "the rotated refresh token was not stored; a restart would use the configured one");
             }
         }
         let granted = parsed
             .scope
             .clone()
             .unwrap_or_else(|| self.scopes.join(" "));
-        info!(service = %self.service, scopes = %granted, expires_in = lifetime.as_secs(), "OAuth token refreshed");
+        info!(service = %self.service, agent = ?self.agent, scopes = %granted, expires_in = lifetime.as_secs(), "OAuth token refreshed");
         self.recorder.oauth_refreshed(
             &self.service,
+            self.agent.as_deref(),
             &granted,
             lifetime.as_secs(),
             parsed.refresh_token.is_some(),
@@ -233,12 +261,14 @@ impl TokenSource {
     }
 
     fn failed(&self, why: String) -> Problem {
-        self.recorder.oauth_failed(&self.service, &why);
+        self.recorder
+            .oauth_failed(&self.service, self.agent.as_deref(), &why);
         Problem::new(
             ProblemKind::CredentialExpired,
             format!(
-                "{}: no OAuth token: {why}; check [services.{}.auth.oauth2] (client secret, refresh token, revoked consent) and the provider's app settings",
-                self.service, self.service
+                "{}: no OAuth token: {why}; check {} (client secret, refresh token, revoked consent) and the provider's app settings",
+                self.service,
+                self.table()
             ),
         )
     }
@@ -273,9 +303,10 @@ pub(crate) fn requested_scopes(
 /// The audit data of a refresh (never a token).
 pub(crate) fn refresh_data(
     service: &str,
+    agent: Option<&str>,
     scopes: &str,
     expires_in: u64,
     rotated: bool,
 ) -> serde_json::Value {
-    json!({ "service": service, "scopes": scopes, "expires_in": expires_in, "refresh_token_rotated": rotated })
+    json!({ "service": service, "agent": agent, "scopes": scopes, "expires_in": expires_in, "refresh_token_rotated": rotated })
 }

@@ -371,28 +371,31 @@ impl Recorder {
         );
     }
 
-    /// An OAuth token refresh: an audit event (scopes, lifetime; never a token).
+    /// An OAuth token refresh (the service's, or `agent`'s own): an audit event (scopes,
+    /// lifetime; never a token).
     pub(crate) fn oauth_refreshed(
         &self,
         service: &str,
+        agent: Option<&str>,
         scopes: &str,
         expires_in: u64,
         rotated: bool,
     ) {
         metrics::counter!("wireline_oauth_refreshes_total", "service" => service.to_owned(), "outcome" => "ok").increment(1);
-        let data = crate::oauth::refresh_data(service, scopes, expires_in, rotated);
+        let data = crate::oauth::refresh_data(service, agent, scopes, expires_in, rotated);
         self.send(
-            event("wireline.oauth.refreshed", service, None, data),
+            event("wireline.oauth.refreshed", service, agent, data),
             false,
         );
     }
 
-    /// A failed OAuth refresh: the service's calls fail until someone fixes the credential.
-    pub(crate) fn oauth_failed(&self, service: &str, why: &str) {
+    /// A failed OAuth refresh: the calls that need the token fail until someone fixes the
+    /// credential.
+    pub(crate) fn oauth_failed(&self, service: &str, agent: Option<&str>, why: &str) {
         metrics::counter!("wireline_oauth_refreshes_total", "service" => service.to_owned(), "outcome" => "failed").increment(1);
-        let data = json!({ "service": service, "reason": why });
+        let data = json!({ "service": service, "agent": agent, "reason": why });
         self.send(
-            event("wireline.alert.credential_expired", service, None, data),
+            event("wireline.alert.credential_expired", service, agent, data),
             true,
         );
     }

@@ -960,3 +960,77 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_a_revoked_grant_fails_fa
     }
     assert!(!refused.detail.contains("rt-") && !refused.detail.contains(SERVICE_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_its_own_oauth_app_gets_tokens_of_its_own() {
+    use base64::Engine;
+    let oauth = oauth::start(3600, "unused").await;
+    let own_app = format!(
+        "credentials.crm = {{ oauth2 = {{ token_url = \"{}/oauth/token\", client_id = \"bot-app\", client_secret = \"${{env:OWN_KEY}}\", scopes = [\"crm.objects.contacts.read\"] }} }}",
+        oauth.url
+    );
+    let w = world(
+        &oauth_service(&oauth, "client_credentials", ""),
+        r#"["crm:read"]"#,
+        &own_app,
+    );
+    // The bot calls with its own app's token; the operator with the service's.
+    for _ in 0..2 {
+        let reply = w
+            .direct
+            .proxy(proxy("crm", Method::GET, "contacts/1", ""))
+            .await
+            .expect("bot's call");
+        assert_eq!(reply.status(), 200);
+    }
+    let reply = w
+        .direct
+        .operation(OperationRequest {
+            caller: Caller::Operator,
+            service: "crm".into(),
+            operation: "read_contact".into(),
+            params: json!({"id": "7"}),
+            idempotency_key: None,
+        })
+        .await
+        .expect("operator's call");
+    assert_eq!(reply.status(), 200);
+    let basic = |client: &str, secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"))
+        )
+    };
+    let requests = oauth.issuer.requests.lock().expect("lock").clone();
+    let clients: Vec<&str> = requests.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(
+        clients,
+        [
+            basic("bot-app", OWN_KEY).as_str(),
+            basic("wireline-app", SERVICE_KEY).as_str()
+        ],
+        "one token each, from each app, cached for the bot's second call"
+    );
+    assert_eq!(
+        requests[0].1, "crm.objects.contacts.read",
+        "the bot's own scopes"
+    );
+    let calls = oauth.issuer.calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0], calls[1], "the bot's cached token");
+    assert_ne!(
+        calls[0], calls[2],
+        "the operator never uses the bot's token"
+    );
+    // The refresh audit says whose token it was (never the token).
+    w.direct.shutdown().await;
+    let events = w.store.read(Offset::START, 20).await.expect("read");
+    let refreshed: Vec<Value> = events
+        .iter()
+        .filter(|e| e.ty == "wireline.oauth.refreshed")
+        .map(|e| e.event().expect("event").data.expect("data"))
+        .collect();
+    let agents: Vec<&Value> = refreshed.iter().map(|d| &d["agent"]).collect();
+    assert_eq!(agents, [&json!("bot"), &Value::Null]);
+    assert!(events.iter().all(|e| !e.body.contains(&calls[0])));
+}
