@@ -38,8 +38,26 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
-    for (name, service) in &config.services {
-        let Some(crate::model::Auth::OAuth2(oauth2)) = &service.auth else {
+    // Scopes asked for that no operation needs: on the service's app and agents' own.
+    let services_apps = config.services.iter().filter_map(|(name, service)| {
+        Some((
+            format!("services.{name}.auth"),
+            name,
+            service.auth.as_ref()?,
+        ))
+    });
+    let agents_apps = config.agents.iter().flat_map(|(agent, a)| {
+        a.credentials.iter().map(move |(service, auth)| {
+            (
+                format!("agents.{agent}.credentials.{service}"),
+                service,
+                auth,
+            )
+        })
+    });
+    for (at, name, auth) in services_apps.chain(agents_apps) {
+        let (crate::model::Auth::OAuth2(oauth2), Some(service)) = (auth, config.services.get(name))
+        else {
             continue;
         };
         let needed: BTreeSet<&str> = service
@@ -56,7 +74,7 @@ pub(crate) fn config(config: &Config) -> Found {
         if !unused.is_empty() {
             warning(
                 &mut found,
-                format!("services.{name}.auth.oauth2.scopes"),
+                format!("{at}.oauth2.scopes"),
                 format!(
                     "no operation of {name} needs {}; ask for the least: leave scopes out (the union of the operations' `scopes` is requested) or drop these",
                     unused.join(", ")
@@ -471,7 +489,19 @@ fn could_start_with(glob: &wireline_core::TypeGlob, prefix: &str) -> bool {
     }
 }
 
-/// Whether some event type could match both patterns.
+/// Whether an agent may append events of a type `glob` matches (they bring their own
+/// CloudEvents attributes, subject included).
+fn agents_may_append(config: &Config, glob: &wireline_core::TypeGlob) -> bool {
+    config.agents.values().flat_map(|a| &a.scopes).any(|scope| {
+        scope == "events:write"
+            || scope
+                .strip_prefix("events:write:")
+                .is_some_and(|prefix| could_start_with(glob, prefix))
+    })
+}
+
+/// Whether some event type could match both patterns (with `*` in both, judged by their
+/// literal prefixes: it may say yes for two that share none, never no for two that do).
 fn overlaps(a: &wireline_core::TypeGlob, b: &wireline_core::TypeGlob) -> bool {
     match (a.as_str().contains('*'), b.as_str().contains('*')) {
         (false, _) => b.matches(a.as_str()),
@@ -628,14 +658,17 @@ fn triggers(config: &Config, found: &mut Found) {
             }
             // Rules follow one subject at a time and pass over events without one; a
             // service's events (webhooks, polls) carry one only where [events] subjects says
-            // where it is in their data.
+            // where it is in their data. Agents that may append such types set their own.
             if let Some(service) = config
                 .services
-                .keys()
+                .iter()
+                .filter(|(_, s)| s.webhook.is_some() || s.poll.is_some())
+                .map(|(name, _)| name)
                 .find(|name| could_start_with(glob, &format!("{name}.")))
                 && !subject_patterns
                     .iter()
                     .any(|pattern| overlaps(pattern, glob))
+                && !agents_may_append(config, glob)
             {
                 warning(
                     found,

@@ -353,33 +353,51 @@ fn trigger_rules_are_checked() {
     let ok = format!(
         "{services}[[triggers]]\nname = \"no-login\"\nemit = \"derived.no_login_7d\"\nabsence = {{ first = \"app.user.signup\", missing = \"app.user.first_login\", within = \"7d\" }}\n[[triggers]]\nname = \"failing\"\nemit = \"derived.failing\"\nthreshold = {{ event = \"app.payment.failed\", count = 3, within = \"24h\" }}\n[[triggers]]\nname = \"escalate\"\nemit = \"derived.escalate\"\nsequence = {{ first = \"derived.failing\", then = \"derived.no_login_7d\", within = \"1h\" }}\n"
     );
-    // Rules group by subject: a service's events need [events] subjects to have one.
-    let without_subjects = load_text(&ok).unwrap_or_else(|f| panic!("{f:#?}"));
-    let warnings: Vec<String> = without_subjects
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(
-        warnings
+    // Rules group by subject: a service's events (webhooks, polls) need [events] subjects to
+    // have one. The rules above read events of a service that receives none: no warning.
+    let no_subject = |loaded: &Loaded| -> Vec<String> {
+        loaded
+            .warnings
             .iter()
-            .filter(|w| w.contains("carry no subject") && w.contains("app.*"))
-            .count(),
-        3,
-        "the two absence inputs and the threshold input, not the derived ones: {warnings:#?}"
+            .map(ToString::to_string)
+            .filter(|w| w.contains("carry no subject"))
+            .collect()
+    };
+    let quiet = load_text(&ok).unwrap_or_else(|f| panic!("{f:#?}"));
+    assert!(no_subject(&quiet).is_empty(), "{:#?}", quiet.warnings);
+    let hooked = ok.replace(
+        "base_url = \"https://x.test\"\n",
+        "base_url = \"https://x.test\"\nwebhook = { scheme = \"stripe\", secret = \"${env:KEY}\" }\n",
     );
+    let warned = no_subject(&load_text(&hooked).unwrap_or_else(|f| panic!("{f:#?}")));
+    for input in [
+        "app.user.signup",
+        "app.user.first_login",
+        "app.payment.failed",
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.contains(&format!("events of type {input} from app"))),
+            "{input}: {warned:#?}"
+        );
+    }
+    assert_eq!(warned.len(), 3, "not the derived inputs: {warned:#?}");
     let with_subjects = load_text(&format!(
-        "{ok}[events]\nsubjects = {{ \"app.user.*\" = \"data.user\", \"app.payment.failed\" = \"data.customer\" }}\n"
+        "{hooked}[events]\nsubjects = {{ \"app.user.*\" = \"data.user\", \"app.payment.failed\" = \"data.customer\" }}\n"
     ))
     .unwrap_or_else(|f| panic!("{f:#?}"));
     assert!(
-        with_subjects
-            .warnings
-            .iter()
-            .all(|w| !w.to_string().contains("carry no subject")),
+        no_subject(&with_subjects).is_empty(),
         "{:#?}",
         with_subjects.warnings
     );
+    // An agent that may append app.* events sets their subject itself.
+    let appended = load_text(&format!(
+        "{hooked}[agents.crm]\ntoken = \"${{env:TOKEN}}\"\nscopes = [\"events:write:app.\"]\n"
+    ))
+    .unwrap_or_else(|f| panic!("{f:#?}"));
+    assert!(no_subject(&appended).is_empty(), "{:#?}", appended.warnings);
     check_error(
         &format!("{services}[[triggers]]\nname = \"r\"\nemit = \"x.y\"\n"),
         (3, 1),

@@ -254,6 +254,26 @@ impl Row {
     }
 }
 
+/// Ends the savepoint `name` a multi-statement job opened: released when `outcome` is a
+/// success, else rolled back to, so the failed job leaves nothing in the group's transaction.
+/// A release that fails is rolled back too; the job's own error wins over a rollback's.
+fn settle_savepoint<T>(
+    connection: &Connection,
+    name: &str,
+    outcome: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let outcome = outcome.and_then(|value| {
+        connection.execute_batch(&format!("RELEASE {name}"))?;
+        Ok(value)
+    });
+    if outcome.is_err()
+        && let Err(error) = connection.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))
+    {
+        tracing::error!(%error, "a failed storage job could not be rolled back; its writes may commit with the group");
+    }
+    outcome
+}
+
 /// Inserts one event unless its dedupe id is stored (writer thread only).
 fn insert_event(connection: &Connection, row: &Row) -> Result<Appended, StoreError> {
     // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs), so
@@ -320,11 +340,7 @@ impl EventLog for SqliteStore {
                 .iter()
                 .map(|row| insert_event(connection, row))
                 .collect::<Result<Vec<_>, _>>();
-            match inserted {
-                Ok(_) => connection.execute_batch("RELEASE many")?,
-                Err(_) => connection.execute_batch("ROLLBACK TO many; RELEASE many")?,
-            }
-            inserted
+            settle_savepoint(connection, "many", inserted)
         })
         .await
     }
@@ -670,11 +686,7 @@ impl StateStore for SqliteStore {
                 }
                 Ok(())
             })();
-            match applied {
-                Ok(()) => connection.execute_batch("RELEASE batch")?,
-                Err(_) => connection.execute_batch("ROLLBACK TO batch; RELEASE batch")?,
-            }
-            applied
+            settle_savepoint(connection, "batch", applied)
         })
         .await
     }

@@ -381,13 +381,14 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The router with its middleware. Layers run outside-in in the order listed by `.layer`
-/// calls from the bottom up; each comment says why it sits where it sits.
+/// The router with its middleware; each comment says why a layer sits where it sits. Router
+/// layers run outside-in from the last `.layer` call up; the `ServiceBuilder` ones from the
+/// first listed down.
 ///
-/// Only the metrics layer (it needs the matched route, known inside the router) and the body
-/// limit it must see are router layers. The others wrap the router once, as one service: as
-/// router layers they would wrap every route on its own, and each request would clone a boxed
-/// service per layer.
+/// Metrics need the matched route, known only inside the router, so they and what they must
+/// see (the rewrite to problem+json, the body limit) are router layers. The others wrap the
+/// router once, as one service: as router layers they would wrap every route on its own, and
+/// each request would clone a boxed service per layer.
 pub fn router(state: AppState, body_limit: Size) -> Router {
     let limit = usize::try_from(body_limit.bytes()).unwrap_or(usize::MAX);
     let routes = Router::new()
@@ -422,19 +423,18 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .with_state(state)
         // Refuse oversized bodies before any handler reads them.
         .layer(RequestBodyLimitLayer::new(limit))
-        // Metrics see the route template and the final status (a problem's is the same),
-        // refusals of the limit included.
-        .layer(middleware::from_fn(track_metrics));
-    let service = tower::ServiceBuilder::new()
-        // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
-        .layer(CatchPanicLayer::custom(problem::panic_to_problem))
-        .layer(TraceLayer::new_for_http())
         // Turn every bare error status (413 from the limit, 404, ...) into problem+json, so
         // clients see one error format whatever produced the error.
         .layer(middleware::map_response_with_state(
             body_limit,
             problem::bare_errors_to_problems,
         ))
+        // Metrics see the route template and the status the client gets.
+        .layer(middleware::from_fn(track_metrics));
+    let service = tower::ServiceBuilder::new()
+        // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
+        .layer(CatchPanicLayer::custom(problem::panic_to_problem))
+        .layer(TraceLayer::new_for_http())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .service(routes);
     Router::new().fallback_service(service)
