@@ -385,10 +385,10 @@ async fn shutdown_signal() -> &'static str {
 /// layers run outside-in from the last `.layer` call up; the `ServiceBuilder` ones from the
 /// first listed down.
 ///
-/// Metrics need the matched route, known only inside the router, so they and what they must
-/// see (the rewrite to problem+json, the body limit) are router layers. The others wrap the
-/// router once, as one service: as router layers they would wrap every route on its own, and
-/// each request would clone a boxed service per layer.
+/// Metrics need the matched route, known only inside the router, so they and the body limit
+/// whose refusals they count are router layers. The others wrap the router once, as one
+/// service: as router layers they would wrap every route on its own, and each request would
+/// clone a boxed service per layer.
 pub fn router(state: AppState, body_limit: Size) -> Router {
     let limit = usize::try_from(body_limit.bytes()).unwrap_or(usize::MAX);
     let routes = Router::new()
@@ -423,18 +423,19 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .with_state(state)
         // Refuse oversized bodies before any handler reads them.
         .layer(RequestBodyLimitLayer::new(limit))
+        // Metrics see the route template and the status the client gets (a bare error's as
+        // rewritten below, by `problem::bare_error_kind`).
+        .layer(middleware::from_fn(track_metrics));
+    let service = tower::ServiceBuilder::new()
+        // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
+        .layer(CatchPanicLayer::custom(problem::panic_to_problem))
+        .layer(TraceLayer::new_for_http())
         // Turn every bare error status (413 from the limit, 404, ...) into problem+json, so
         // clients see one error format whatever produced the error.
         .layer(middleware::map_response_with_state(
             body_limit,
             problem::bare_errors_to_problems,
         ))
-        // Metrics see the route template and the status the client gets.
-        .layer(middleware::from_fn(track_metrics));
-    let service = tower::ServiceBuilder::new()
-        // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
-        .layer(CatchPanicLayer::custom(problem::panic_to_problem))
-        .layer(TraceLayer::new_for_http())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .service(routes);
     Router::new().fallback_service(service)
@@ -478,7 +479,9 @@ async fn track_metrics(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = problem::bare_error_kind(&response)
+        .map_or(response.status().as_u16(), ProblemKind::status)
+        .to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("wireline_http_requests_total", &labels).increment(1);
     metrics::histogram!("wireline_http_request_duration_seconds", &labels)

@@ -73,50 +73,54 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct Relayed;
 
+/// The kind of problem an error response becomes when Wireline produced it without a problem
+/// body; `None` when it goes out as it is (no error, already a problem, or relayed). Metrics
+/// count the rewritten status with it.
+pub fn bare_error_kind(response: &Response) -> Option<ProblemKind> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_problem(response)
+        || response.extensions().get::<Relayed>().is_some()
+    {
+        return None;
+    }
+    Some(match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::BodyTooLarge,
+        StatusCode::NOT_FOUND => ProblemKind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,
+        StatusCode::UNAUTHORIZED => ProblemKind::Unauthorized,
+        StatusCode::FORBIDDEN => ProblemKind::Forbidden,
+        StatusCode::TOO_MANY_REQUESTS => ProblemKind::RateLimited,
+        status if status.is_client_error() => ProblemKind::BadRequest,
+        _ => ProblemKind::Internal,
+    })
+}
+
 /// Middleware: an error status without a problem body, produced by Wireline itself, becomes a
 /// problem.
 pub async fn bare_errors_to_problems(
     State(body_limit): State<Size>,
     response: Response,
 ) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || is_problem(&response)
-        || response.extensions().get::<Relayed>().is_some()
-    {
+    let Some(kind) = bare_error_kind(&response) else {
         return response;
-    }
-    let problem = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            ProblemKind::BodyTooLarge,
-            format!(
-                "the request body is larger than {body_limit} ([server] body_limit); send less, or raise the limit"
-            ),
-        ),
-        StatusCode::NOT_FOUND => Problem::new(ProblemKind::NotFound, "not found"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            Problem::new(ProblemKind::MethodNotAllowed, "method not allowed here")
-        }
-        StatusCode::UNAUTHORIZED => Problem::new(
-            ProblemKind::Unauthorized,
-            "send Authorization: Bearer <agent token>",
-        ),
-        StatusCode::FORBIDDEN => Problem::new(
-            ProblemKind::Forbidden,
-            "the agent's scopes do not allow this",
-        ),
-        StatusCode::TOO_MANY_REQUESTS => {
-            Problem::new(ProblemKind::RateLimited, "too many requests; slow down")
-        }
-        status if status.is_client_error() => Problem::new(
-            ProblemKind::BadRequest,
-            format!("the request was refused ({status}); check its method, headers and body"),
-        ),
-        _ => Problem::new(
-            ProblemKind::Internal,
-            "internal error; the server log has the details",
-        ),
     };
+    let status = response.status();
+    let detail = match kind {
+        ProblemKind::BodyTooLarge => format!(
+            "the request body is larger than {body_limit} ([server] body_limit); send less, or raise the limit"
+        ),
+        ProblemKind::NotFound => "not found".to_owned(),
+        ProblemKind::MethodNotAllowed => "method not allowed here".to_owned(),
+        ProblemKind::Unauthorized => "send Authorization: Bearer <agent token>".to_owned(),
+        ProblemKind::Forbidden => "the agent's scopes do not allow this".to_owned(),
+        ProblemKind::RateLimited => "too many requests; slow down".to_owned(),
+        ProblemKind::BadRequest => {
+            format!("the request was refused ({status}); check its method, headers and body")
+        }
+        _ => "internal error; the server log has the details".to_owned(),
+    };
+    let problem = Problem::new(kind, detail);
     let mut rewritten = problem_response(&problem);
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         // The refused body was never read, so this connection cannot carry another request:
