@@ -247,11 +247,11 @@ impl Recorder {
                     .collect();
                 // The batch is all or nothing: if it fails, each event is tried on its own so
                 // one bad event costs only itself (a retry of a stored one is a duplicate).
-                if let Err(error) = store.append_many(events.clone()).await {
+                if let Err(error) = store.append_many(&events).await {
                     warn!(%error, count = events.len(), "audit batch not stored; storing its events one by one");
-                    for new in events {
+                    for new in &events {
                         if let Err(error) = store
-                            .append_json(&new.dedupe_id, &new.event, new.body)
+                            .append_json(&new.dedupe_id, &new.event, new.body.clone())
                             .await
                         {
                             warn!(%error, event_type = %new.event.ty, "audit event not stored");

@@ -86,14 +86,14 @@ pub async fn duplicate_append_stores_nothing_and_returns_original_offset(store: 
 
 pub async fn batch_appends_keep_order_and_skip_duplicates(store: &impl Store) {
     let first = store.append("d0", &event("e0", "t.a", 0)).await.unwrap();
-    let batch = ["d1", "d0", "d2", "d1"]
+    let batch: Vec<_> = ["d1", "d0", "d2", "d1"]
         .iter()
         .enumerate()
         .map(|(n, dedupe)| {
             crate::NewEvent::new(*dedupe, event(&format!("b{n}"), "t.b", 1 + n as i64)).unwrap()
         })
         .collect();
-    let appended = store.append_many(batch).await.unwrap();
+    let appended = store.append_many(&batch).await.unwrap();
     let duplicates: Vec<bool> = appended.iter().map(|a| a.duplicate).collect();
     assert_eq!(
         duplicates,
@@ -113,7 +113,7 @@ pub async fn batch_appends_keep_order_and_skip_duplicates(store: &impl Store) {
         "stored once each, in order"
     );
     assert_eq!(store.head().await.unwrap(), appended[2].offset);
-    assert!(store.append_many(Vec::new()).await.unwrap().is_empty());
+    assert!(store.append_many(&[]).await.unwrap().is_empty());
 }
 
 pub async fn concurrent_appends_are_all_stored_once(store: &(impl Store + Clone + 'static)) {

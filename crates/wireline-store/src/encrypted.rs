@@ -286,15 +286,17 @@ impl<S: Store> EventLog for EncryptedStore<S> {
         self.inner.append_json(dedupe_id, event, body).await
     }
 
-    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+    async fn append_many(&self, events: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
         let sealed = events
-            .into_iter()
+            .iter()
             .map(|new| {
-                let body = self.seal_body(&new.event, new.body)?;
-                Ok(NewEvent { body, ..new })
+                Ok(NewEvent {
+                    body: self.seal_body(&new.event, new.body.clone())?,
+                    ..new.clone()
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.inner.append_many(sealed).await
+        self.inner.append_many(&sealed).await
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

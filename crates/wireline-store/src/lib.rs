@@ -155,11 +155,11 @@ pub trait EventLog: Send + Sync {
     /// and returns once all are durable. Backends write them in one job, so a batch costs one
     /// commit instead of one per event. On an error some of them may be stored; appending the
     /// same batch again is safe, since what was stored comes back as duplicates.
-    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+    async fn append_many(&self, events: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
         let mut appended = Vec::with_capacity(events.len());
         for new in events {
             appended.push(
-                self.append_json(&new.dedupe_id, &new.event, new.body)
+                self.append_json(&new.dedupe_id, &new.event, new.body.clone())
                     .await?,
             );
         }

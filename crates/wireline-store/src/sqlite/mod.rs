@@ -324,13 +324,13 @@ impl EventLog for SqliteStore {
             .await
     }
 
-    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+    async fn append_many(&self, events: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let rows: Vec<Row> = events
-            .into_iter()
-            .map(|new| Row::new(new.dedupe_id, &new.event, new.body))
+            .iter()
+            .map(|new| Row::new(new.dedupe_id.clone(), &new.event, new.body.clone()))
             .collect();
         self.write(move |connection| {
             // Several statements in one job: a savepoint keeps a failure from leaving some of
