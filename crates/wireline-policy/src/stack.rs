@@ -178,7 +178,8 @@ pub struct Call {
     pub idempotent: bool,
     /// The idempotency key, from the agent or derived.
     pub idempotency_key: Option<String>,
-    /// [`idempotency::fingerprint`] of the request.
+    /// [`idempotency::fingerprint`] of the request; read only with an `idempotency_key`, so
+    /// it may be left empty without one.
     pub fingerprint: String,
     /// Where to keep the last good response for the stale fallback (idempotent reads).
     pub stale_key: Option<String>,
@@ -327,14 +328,17 @@ impl PolicyStack {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<Response, AttemptError>>,
     {
-        // 1. Idempotency.
-        let scope = format!("{}:{}", self.config.service, call.agent);
-        if let Some(key) = &call.idempotency_key {
+        // 1. Idempotency: the key's record, scoped to the service and the agent.
+        let keyed = call
+            .idempotency_key
+            .as_ref()
+            .map(|key| (format!("{}:{}", self.config.service, call.agent), key));
+        if let Some((scope, key)) = &keyed {
             let now = jiff::Timestamp::now();
             let expires = now + self.config.idempotency_ttl;
             match self
                 .store
-                .idempotency_claim(&scope, key, call.fingerprint.as_bytes(), now, expires)
+                .idempotency_claim(scope, key, call.fingerprint.as_bytes(), now, expires)
                 .await
             {
                 Ok(IdempotencyClaim::Claimed) => {}
@@ -361,16 +365,16 @@ impl PolicyStack {
             }
         }
         let execution = self.limited(call, send).await;
-        if let Some(key) = &call.idempotency_key {
+        if let Some((scope, key)) = &keyed {
             let stored = match &execution.outcome {
                 // What the service answered is the outcome of this key, except a 429: the
                 // service refused before doing anything, so a later try may do it.
                 Outcome::Response(response) if response.status != 429 => {
                     let bytes = idempotency::encode(response, jiff::Timestamp::now());
-                    self.store.idempotency_complete(&scope, key, &bytes).await
+                    self.store.idempotency_complete(scope, key, &bytes).await
                 }
                 // Nothing reached the service, or we cannot know: free the key.
-                _ => self.store.idempotency_release(&scope, key).await,
+                _ => self.store.idempotency_release(scope, key).await,
             };
             if let Err(error) = stored {
                 debug!(%error, "idempotency record not updated");
