@@ -32,6 +32,17 @@ async fn receiver() -> (String, Received) {
     (url, received)
 }
 
+/// `kind`'s webhooks, signed with `secret`, sent to `url`.
+fn hooks_to(kind: Kind, url: String, secret: &str) -> BTreeMap<Kind, Target> {
+    BTreeMap::from([(
+        kind,
+        Target {
+            url,
+            secret: secret.into(),
+        },
+    )])
+}
+
 async fn start(options: Options) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     Mock::new(options).serve(listener).unwrap()
@@ -78,13 +89,7 @@ async fn stripe_payments_refunds_events_and_signed_webhooks() {
     let secret = "whsec_test_emulator_secret";
     let mock = start(Options {
         services: vec![Kind::Stripe],
-        webhooks: BTreeMap::from([(
-            Kind::Stripe,
-            Target {
-                url: hook_url,
-                secret: secret.into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Stripe, hook_url, secret),
         ..Options::default()
     })
     .await;
@@ -401,13 +406,7 @@ async fn slack_limits_each_channel_to_one_message_a_second_and_signs_callbacks()
     let (hook_url, received) = receiver().await;
     let mock = start(Options {
         services: vec![Kind::Slack],
-        webhooks: BTreeMap::from([(
-            Kind::Slack,
-            Target {
-                url: hook_url,
-                secret: "slack-signing".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Slack, hook_url, "slack-signing"),
         ..Options::default()
     })
     .await;
@@ -454,13 +453,7 @@ async fn github_issues_etag_rate_limit_headers_and_signed_deliveries() {
     let (hook_url, received) = receiver().await;
     let mock = start(Options {
         services: vec![Kind::Github],
-        webhooks: BTreeMap::from([(
-            Kind::Github,
-            Target {
-                url: hook_url,
-                secret: "gh-secret".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Github, hook_url, "gh-secret"),
         ..Options::default()
     })
     .await;
@@ -552,13 +545,7 @@ async fn shopify_sendgrid_hubspot_and_salesforce_answer_in_their_shapes() {
             Kind::Hubspot,
             Kind::Salesforce,
         ],
-        webhooks: BTreeMap::from([(
-            Kind::Shopify,
-            Target {
-                url: hook_url,
-                secret: "shpss_test".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Shopify, hook_url, "shpss_test"),
         daily_quota: 3,
         ..Options::default()
     })
@@ -642,13 +629,7 @@ async fn webhook_faults_drop_and_duplicate_and_the_admin_reports_them() {
     let (hook_url, received) = receiver().await;
     let mock = start(Options {
         services: vec![Kind::Stripe],
-        webhooks: BTreeMap::from([(
-            Kind::Stripe,
-            Target {
-                url: hook_url,
-                secret: "whsec_x".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Stripe, hook_url, "whsec_x"),
         faults: BTreeMap::from([(
             "stripe".to_owned(),
             Faults {
@@ -722,13 +703,7 @@ async fn counted_faults_fail_exactly_the_next_requests_and_drop_exactly_the_next
     let (hook_url, received) = receiver().await;
     let mock = start(Options {
         services: vec![Kind::Stripe],
-        webhooks: BTreeMap::from([(
-            Kind::Stripe,
-            Target {
-                url: hook_url,
-                secret: "whsec_x".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Stripe, hook_url, "whsec_x"),
         faults: BTreeMap::from([(
             "stripe".to_owned(),
             Faults {
@@ -952,13 +927,7 @@ async fn latency_timeouts_resets_and_reordered_webhooks() {
     let (hook_url, received) = receiver().await;
     let mock = start(Options {
         services: vec![Kind::Stripe, Kind::Sendgrid],
-        webhooks: BTreeMap::from([(
-            Kind::Stripe,
-            Target {
-                url: hook_url,
-                secret: "whsec_x".into(),
-            },
-        )]),
+        webhooks: hooks_to(Kind::Stripe, hook_url, "whsec_x"),
         ..Options::default()
     })
     .await;
