@@ -489,15 +489,19 @@ fn could_start_with(glob: &wireline_core::TypeGlob, prefix: &str) -> bool {
     }
 }
 
-/// Whether an agent may append events of a type `glob` matches (they bring their own
-/// CloudEvents attributes, subject included).
-fn agents_may_append(config: &Config, glob: &wireline_core::TypeGlob) -> bool {
-    config.agents.values().flat_map(|a| &a.scopes).any(|scope| {
-        scope == "events:write"
-            || scope
-                .strip_prefix("events:write:")
-                .is_some_and(|prefix| could_start_with(glob, prefix))
-    })
+/// The type prefixes agents may append (`events:write:PREFIX`), or `None` when one may append
+/// any type (`events:write`).
+fn agent_write_prefixes(config: &Config) -> Option<Vec<&str>> {
+    let mut prefixes = Vec::new();
+    for scope in config.agents.values().flat_map(|a| &a.scopes) {
+        if scope == "events:write" {
+            return None;
+        }
+        if let Some(prefix) = scope.strip_prefix("events:write:") {
+            prefixes.push(prefix);
+        }
+    }
+    Some(prefixes)
 }
 
 /// Whether some event type could match both patterns (with `*` in both, judged by their
@@ -523,22 +527,14 @@ fn produced_prefixes(config: &Config) -> Option<Vec<String>> {
     for trigger in &config.triggers {
         prefixes.push(trigger.emit.clone());
     }
-    for agent in config.agents.values() {
-        for scope in &agent.scopes {
-            if scope == "events:write" {
-                return None;
-            }
-            if let Some(prefix) = scope.strip_prefix("events:write:") {
-                prefixes.push(prefix.to_owned());
-            }
-        }
-    }
+    prefixes.extend(agent_write_prefixes(config)?.into_iter().map(str::to_owned));
     Some(prefixes)
 }
 
 fn triggers(config: &Config, found: &mut Found) {
     const LONGEST: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
     let produced = produced_prefixes(config);
+    let appended = agent_write_prefixes(config);
     let subject_patterns: Vec<wireline_core::TypeGlob> = config
         .events
         .subjects
@@ -668,7 +664,9 @@ fn triggers(config: &Config, found: &mut Found) {
                 && !subject_patterns
                     .iter()
                     .any(|pattern| overlaps(pattern, glob))
-                && !agents_may_append(config, glob)
+                && appended.as_ref().is_some_and(|prefixes| {
+                    !prefixes.iter().any(|prefix| could_start_with(glob, prefix))
+                })
             {
                 warning(
                     found,
