@@ -103,6 +103,9 @@ enum Bench {
         #[arg(long)]
         upstream: String,
     },
+    /// (Used by `proxy`.) The fast upstream in a process of its own, as a real upstream is.
+    #[command(hide = true)]
+    Upstream,
     /// The event log: append throughput and latency, sequential reads.
     Store {
         /// Runs per figure; the median is reported.
@@ -157,6 +160,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(null_proxy::run(upstream))
+        }
+        Bench::Upstream => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(proxy::serve_upstream())
         }
         Bench::Hooks { runs, events } => bench_runtime()?.block_on(hooks::run(runs, events)),
         Bench::Mock { runs, requests } => bench_runtime()?.block_on(mock::run(runs, requests)),

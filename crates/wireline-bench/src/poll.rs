@@ -22,26 +22,18 @@ use wireline_config::{Env, load_str};
 use wireline_store::Store;
 use wireline_store::sqlite::SqliteStore;
 
-use crate::proxy::{binary, spawn};
+use crate::proxy::{binary, cpu_time, spawn};
 
 /// CPU seconds (user + system) and resident MiB of a process.
 fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let cpu = cpu_time(pid)?.as_secs_f64();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib: f64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("VmRSS")?;
-    // USER_HZ is 100 on Linux.
-    Ok((ticks / 100.0, rss_kib / 1024.0))
+    Ok((cpu, rss_kib / 1024.0))
 }
 
 async fn feed(

@@ -1,15 +1,16 @@
 //! `wireline-bench proxy`: what going through Wireline costs an agent.
 //!
-//! A fast upstream (axum, a small JSON answer) runs in this process; the real `wireline`
-//! binary (release build, next to this one) runs as a child with a config pointing at it.
-//! The same load generator drives both paths in the same run: requests per second and
-//! latency, straight to the upstream and through `/proxy`, at 1 and at 64 connections. Then
-//! chaos: an upstream failing half the time (attempts per agent request, with the retry
-//! budget), and an open breaker (rejection latency).
+//! A fast upstream (axum, a small JSON answer) runs as a child process, and so does the real
+//! `wireline` binary (release build, next to this one) with a config pointing at it, and a
+//! bare forwarding proxy (the floor under any proxy). The same load generator drives every
+//! path in the same run: requests per second, latency, and the proxies' CPU time per request,
+//! straight to the upstream and through `/proxy`, at 1 and at 64 connections. Then chaos: an
+//! upstream failing half the time (attempts per agent request, with the retry budget), and an
+//! open breaker (rejection latency).
 //!
-//! With `--pin` the proxies run on CPU 1 and this process (load generator and upstream) on
-//! CPU 0, so a proxy's cost shows as its own core's limit rather than as a share of the cores
-//! its client and upstream also need.
+//! With `--pin` the proxies run on CPU 1 and the load generator and upstream on CPU 0, so a
+//! proxy's cost shows as its own core's limit rather than as a share of the cores its client
+//! and upstream also need.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -31,9 +32,9 @@ pub(crate) struct Upstream {
     hits: Arc<AtomicU64>,
 }
 
-pub(crate) async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
-    let hits = Arc::new(AtomicU64::new(0));
-    let app = Router::new()
+/// The fast upstream's answers: a small JSON customer, or with `chaos` a 503 half the time.
+fn upstream_app(hits: Arc<AtomicU64>, chaos: bool) -> Router {
+    Router::new()
         .fallback(
             |State((hits, chaos)): State<(Arc<AtomicU64>, bool)>| async move {
                 hits.fetch_add(1, Ordering::Relaxed);
@@ -48,13 +49,28 @@ pub(crate) async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream>
                     .into_response()
             },
         )
-        .with_state((Arc::clone(&hits), fail_every_other));
+        .with_state((hits, chaos))
+}
+
+/// The fast upstream inside this process (where a benchmark needs its hit count).
+pub(crate) async fn upstream(fail_every_other: bool) -> anyhow::Result<Upstream> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let app = upstream_app(Arc::clone(&hits), fail_every_other);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(Upstream { address, hits })
+}
+
+/// `wireline-bench upstream`: the fast upstream as a process of its own; prints `listening ADDR`.
+pub async fn serve_upstream() -> anyhow::Result<()> {
+    let app = upstream_app(Arc::new(AtomicU64::new(0)), false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 pub(crate) struct Wireline {
@@ -93,8 +109,10 @@ pub(crate) fn binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(binary)
 }
 
-/// The CPU the proxies run on with `--pin` (the load generator and upstream get CPU 0).
+/// The CPU the proxies run on with `--pin`.
 const PROXY_CPU: &str = "1";
+/// The CPU the load generator and the upstream run on with `--pin`.
+const LOADGEN_CPU: &str = "0";
 
 /// `binary`, started on `cpu` through `taskset` when given (taskset execs it: same process).
 fn command_on(binary: &Path, cpu: Option<&str>) -> Command {
@@ -115,7 +133,7 @@ fn pin_self() -> anyhow::Result<()> {
         bail!("--pin needs two CPUs; this machine offers {cpus}");
     }
     let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", "0"])
+        .args(["-a", "-p", "-c", LOADGEN_CPU])
         .arg(std::process::id().to_string())
         .stdout(Stdio::null())
         .status()
@@ -243,18 +261,25 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
     if pin {
         pin_self()?;
     }
-    let fast = upstream(false).await?;
+    // The upstream is a process of its own, as a real upstream is: the direct baseline then
+    // pays the same process switches per request as any client of a real service does. (The
+    // same server inside this process, sharing the load generator's runtime, is measured too:
+    // it answers without any switch, a floor no deployment has.)
+    let fast = ChildServer::start(&["upstream"], pin.then_some(LOADGEN_CPU))?;
+    let in_process = upstream(false).await?;
     let wireline = start_wireline(
         "svc",
         &format!("[services.svc]\nbase_url = \"http://{}\"\n", fast.address),
         cpu,
     )?;
     let direct_url = format!("http://{}/v1/customers/cus_1", fast.address);
+    let in_process_url = format!("http://{}/v1/customers/cus_1", in_process.address);
     let proxy_url = format!("http://{}/proxy/svc/v1/customers/cus_1", wireline.address);
-    let null = NullProxy::start(&fast.address.to_string(), cpu)?;
+    let null = ChildServer::start(&["null-proxy", "--upstream", &fast.address], cpu)?;
     let null_url = format!("http://{}/v1/customers/cus_1", null.address);
     // Warm the paths (connections, caches).
     load(&direct_url, 8, 2_000, None).await?;
+    load(&in_process_url, 8, 2_000, None).await?;
     load(&proxy_url, 8, 2_000, Some(TOKEN)).await?;
     load(&null_url, 8, 2_000, None).await?;
 
@@ -275,10 +300,23 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
         let mut null_ratio = Vec::new();
         let mut null_added_p50 = Vec::new();
         let mut of_null = Vec::new();
+        let mut proxy_cpu = Vec::new();
+        let mut null_cpu = Vec::new();
+        let mut in_process_rps = Vec::new();
+        let mut in_process_p50 = Vec::new();
+        let per_request =
+            |before: Duration, after: Duration| micros(after.saturating_sub(before)) / total as f64;
         for _ in 0..runs {
             let direct = load(&direct_url, connections, total, None).await?;
+            let before = cpu_time(wireline.pid())?;
             let proxied = load(&proxy_url, connections, total, Some(TOKEN)).await?;
+            proxy_cpu.push(per_request(before, cpu_time(wireline.pid())?));
+            let before = cpu_time(null.child.id())?;
             let bare = load(&null_url, connections, total, None).await?;
+            null_cpu.push(per_request(before, cpu_time(null.child.id())?));
+            let own = load(&in_process_url, connections, total, None).await?;
+            in_process_rps.push(own.per_second);
+            in_process_p50.push(micros(percentile(&own.latencies, 0.5)));
             null_ratio.push(bare.per_second / direct.per_second * 100.0);
             null_added_p50.push(
                 micros(percentile(&bare.latencies, 0.5))
@@ -349,6 +387,26 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
             of_null,
             "%",
         ));
+        rows.push((
+            format!("CPU per request in Wireline, {connections} connection(s)"),
+            proxy_cpu,
+            "µs",
+        ));
+        rows.push((
+            format!("CPU per request in the bare proxy, {connections} connection(s)"),
+            null_cpu,
+            "µs",
+        ));
+        rows.push((
+            format!("upstream inside the load generator's process: requests/s, {connections} connection(s)"),
+            in_process_rps,
+            "requests/s",
+        ));
+        rows.push((
+            format!("upstream inside the load generator's process: p50 latency, {connections} connection(s)"),
+            in_process_p50,
+            "µs",
+        ));
     }
     drop(wireline);
 
@@ -416,16 +474,17 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The bare forwarding proxy (see `null_proxy.rs`), as a child process.
-struct NullProxy {
+/// A server this benchmark runs as a child process (`wireline-bench ARGS`): the bare forwarding
+/// proxy (see `null_proxy.rs`) or the upstream. It prints `listening ADDR` on stdout.
+struct ChildServer {
     child: Child,
     address: String,
 }
 
-impl NullProxy {
-    fn start(upstream: &str, cpu: Option<&str>) -> anyhow::Result<Self> {
+impl ChildServer {
+    fn start(args: &[&str], cpu: Option<&str>) -> anyhow::Result<Self> {
         let mut child = command_on(&std::env::current_exe()?, cpu)
-            .args(["null-proxy", "--upstream", upstream])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -435,15 +494,33 @@ impl NullProxy {
         let address = line
             .trim()
             .strip_prefix("listening ")
-            .context("the null proxy did not start")?
+            .with_context(|| format!("`wireline-bench {}` did not start", args.join(" ")))?
             .to_owned();
         Ok(Self { child, address })
     }
 }
 
-impl Drop for NullProxy {
+impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user + system, all threads) process `pid` has used so far, from `/proc/PID/stat`.
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("CPU accounting reads /proc (Linux)")?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15, counted from 1 with the name as 2: after `)`,
+    // field 3 comes first.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    Ok(Duration::from_millis(ticks * 10))
 }
