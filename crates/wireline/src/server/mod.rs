@@ -9,7 +9,7 @@ mod hooks;
 mod problem;
 mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -425,7 +425,10 @@ pub fn router(state: AppState, body_limit: Size) -> Router {
         .layer(RequestBodyLimitLayer::new(limit))
         // Metrics see the route template and the status the client gets (a bare error's as
         // rewritten below, by `problem::bare_error_kind`).
-        .layer(middleware::from_fn(track_metrics));
+        .layer(middleware::from_fn_with_state(
+            Arc::new(HttpMetrics::default()),
+            track_metrics,
+        ));
     let service = tower::ServiceBuilder::new()
         // Outermost: a panic anywhere inside becomes a 500 problem, not a dropped connection.
         .layer(CatchPanicLayer::custom(problem::panic_to_problem))
@@ -471,20 +474,78 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `wireline_http_requests_total` and `wireline_http_request_duration_seconds`, by method,
 /// route template (never the raw path: bounded label values) and status.
-async fn track_metrics(request: Request, next: Next) -> Response {
+async fn track_metrics(
+    State(cache): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = method_label(request.method());
+    // MatchedPath is an Arc<str>: cloning it copies no text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = problem::bare_error_kind(&response)
-        .map_or(response.status().as_u16(), ProblemKind::status)
-        .to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("wireline_http_requests_total", &labels).increment(1);
-    metrics::histogram!("wireline_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let status =
+        problem::bare_error_kind(&response).map_or(response.status().as_u16(), ProblemKind::status);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    cache.record(route, method, status, started.elapsed());
     response
+}
+
+/// The method as a metric label: the standard ones by name, any other as `OTHER`, so a client
+/// inventing methods cannot grow the label set without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+/// The HTTP metrics' handles per route, method and status, registered on first use: building
+/// the label strings and looking them up in the registry on every request cost more than the
+/// counting itself.
+#[derive(Default)]
+struct HttpMetrics {
+    by_route: std::sync::Mutex<HashMap<String, ByLabel>>,
+}
+
+/// A route's handles per method and status.
+type ByLabel = HashMap<(&'static str, u16), HttpHandles>;
+
+struct HttpHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: &str, method: &'static str, status: u16, took: std::time::Duration) {
+        let Ok(mut by_route) = self.by_route.lock() else {
+            return;
+        };
+        let by_label = match by_route.get_mut(route) {
+            Some(by_label) => by_label,
+            None => by_route.entry(route.to_owned()).or_default(),
+        };
+        let handles = by_label.entry((method, status)).or_insert_with(|| {
+            let labels = [
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ];
+            HttpHandles {
+                requests: metrics::counter!("wireline_http_requests_total", &labels),
+                duration: metrics::histogram!("wireline_http_request_duration_seconds", &labels),
+            }
+        });
+        handles.requests.increment(1);
+        handles.duration.record(took.as_secs_f64());
+    }
 }

@@ -65,6 +65,16 @@ async fn serves_health_readiness_metrics_and_problems_then_shuts_down_cleanly() 
         wrong_method.headers()["content-type"],
         "application/problem+json"
     );
+    // Invented methods share one metric label, so they cannot grow the label set.
+    for invented in ["BREW", "WHEN"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).expect("a method");
+        let refused = http
+            .request(method, server.url("/healthz"))
+            .send()
+            .await
+            .expect("405");
+        assert_eq!(refused.status(), 405);
+    }
 
     let too_big = http
         .post(server.url("/healthz"))
@@ -109,6 +119,13 @@ async fn serves_health_readiness_metrics_and_problems_then_shuts_down_cleanly() 
         "{body}"
     );
     assert!(body.contains("status=\"413\""), "{body}");
+    assert!(
+        body.contains(
+            "wireline_http_requests_total{method=\"OTHER\",route=\"/healthz\",status=\"405\"} 2"
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("BREW"), "{body}");
     assert!(
         body.contains("wireline_http_request_duration_seconds_bucket"),
         "{body}"
