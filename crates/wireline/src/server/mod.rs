@@ -40,9 +40,21 @@ use wireline_webhook::delivery::{Deliveries, Head, Patterns};
 use crate::telemetry;
 pub use problem::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach. Every request clones it (axum's `State`), so it is one `Arc`
+/// around the parts instead of a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
     direct: Arc<Direct>,
@@ -50,15 +62,15 @@ pub struct AppState {
     head: Arc<Head>,
     deliveries: Arc<Deliveries>,
     /// Per agent, the event types its subscriptions allow it to read.
-    readers: Arc<BTreeMap<String, Patterns>>,
+    readers: BTreeMap<String, Patterns>,
     /// Per subscription name, the agent it belongs to.
-    owners: Arc<BTreeMap<String, String>>,
+    owners: BTreeMap<String, String>,
     /// Services with a webhook and a reconciling poll (the hybrid pattern).
-    reconciled: Arc<Vec<String>>,
+    reconciled: Vec<String>,
     /// Where subjects are in produced events' data.
-    subjects: Arc<wireline_webhook::Subjects>,
+    subjects: wireline_webhook::Subjects,
     /// The declared projections.
-    projections: Arc<std::collections::BTreeSet<String>>,
+    projections: std::collections::BTreeSet<String>,
 }
 
 /// Opens the store, binds the listener, serves until a shutdown signal, then drains in-flight
@@ -178,41 +190,33 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             .or_default()
             .extend(subscription.events.iter().cloned());
     }
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         store: shared,
         metrics,
         direct: Arc::clone(&direct),
         hooks,
         head,
         deliveries: Arc::clone(&deliveries),
-        readers: Arc::new(
-            readers
-                .into_iter()
-                .map(|(agent, globs)| (agent, Patterns::new(globs)))
-                .collect(),
-        ),
-        subjects: Arc::new(wireline_webhook::Subjects::new(&loaded.config)),
-        projections: Arc::new(loaded.config.projections.keys().cloned().collect()),
-        reconciled: Arc::new(
-            loaded
-                .config
-                .services
-                .iter()
-                .filter(|(_, s)| {
-                    s.webhook.is_some() && s.poll.as_ref().is_some_and(|p| p.reconcile)
-                })
-                .map(|(name, _)| name.clone())
-                .collect(),
-        ),
-        owners: Arc::new(
-            loaded
-                .config
-                .named_subscriptions()
-                .into_iter()
-                .map(|(name, subscription)| (name, subscription.agent.clone()))
-                .collect(),
-        ),
-    };
+        readers: readers
+            .into_iter()
+            .map(|(agent, globs)| (agent, Patterns::new(globs)))
+            .collect(),
+        subjects: wireline_webhook::Subjects::new(&loaded.config),
+        projections: loaded.config.projections.keys().cloned().collect(),
+        reconciled: loaded
+            .config
+            .services
+            .iter()
+            .filter(|(_, s)| s.webhook.is_some() && s.poll.as_ref().is_some_and(|p| p.reconcile))
+            .map(|(name, _)| name.clone())
+            .collect(),
+        owners: loaded
+            .config
+            .named_subscriptions()
+            .into_iter()
+            .map(|(name, subscription)| (name, subscription.agent.clone()))
+            .collect(),
+    }));
     let app = router(state, server_config.body_limit);
     info!(%address, tls = tls_config.is_some(), storage = %store_path.display(), environment = loaded.config.active_environment.as_deref().unwrap_or("-"), version = env!("CARGO_PKG_VERSION"), "wireline listening");
 
