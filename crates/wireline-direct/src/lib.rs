@@ -668,9 +668,8 @@ impl Direct {
                 breaker: runtime.stack.breaker_state(),
             },
         );
-        for (window, ratio) in runtime.stack.usage() {
-            metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => runtime.name.clone(), "window" => window).set(ratio);
-        }
+        self.recorder
+            .limiter_usage(&runtime.name, &runtime.stack.usage());
         reply(&runtime.name, &runtime.config, execution)
     }
 

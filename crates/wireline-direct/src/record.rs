@@ -168,15 +168,31 @@ struct ServiceMetrics {
     duration: metrics::Histogram,
     /// Per agent, per outcome.
     requests: HashMap<String, HashMap<&'static str, metrics::Counter>>,
+    /// The limiter's usage ratio per window.
+    usage: HashMap<String, metrics::Gauge>,
 }
 
 impl ServiceMetrics {
+    /// `service`'s metrics in `services`, registered on first use (the name is only copied
+    /// then).
+    fn of<'a>(services: &'a mut HashMap<String, Self>, service: &str) -> &'a mut Self {
+        // (`get_mut` else `entry` cannot return its borrow yet: the borrow checker ties the
+        // first lookup's borrow to the return.)
+        if !services.contains_key(service) {
+            services.insert(service.to_owned(), Self::new(service));
+        }
+        services
+            .get_mut(service)
+            .expect("inserted just above when missing")
+    }
+
     fn new(service: &str) -> Self {
         Self {
             attempts: metrics::counter!("wireline_direct_attempts_total", "service" => service.to_owned()),
             retries: metrics::counter!("wireline_direct_retries_total", "service" => service.to_owned()),
             duration: metrics::histogram!("wireline_direct_request_duration_seconds", "service" => service.to_owned()),
             requests: HashMap::new(),
+            usage: HashMap::new(),
         }
     }
 }
@@ -352,15 +368,33 @@ impl Recorder {
         }
     }
 
+    /// `service`'s rate-limit usage per window (`wireline_direct_limiter_usage_ratio`).
+    pub(crate) fn limiter_usage(&self, service: &str, usage: &[(&str, f64)]) {
+        if usage.is_empty() {
+            return;
+        }
+        let Ok(mut services) = self.metrics.lock() else {
+            return;
+        };
+        let metrics = ServiceMetrics::of(&mut services, service);
+        for &(window, ratio) in usage {
+            let gauge = match metrics.usage.get(window) {
+                Some(gauge) => gauge,
+                None => metrics.usage.entry(window.to_owned()).or_insert_with(|| {
+                    metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => service.to_owned(), "window" => window.to_owned())
+                }),
+            };
+            gauge.set(ratio);
+        }
+    }
+
     /// The metrics of one call, and its audit record if `audit`.
     pub(crate) fn call(&self, audit: bool, record: CallRecord<'_>) {
         let (outcome, status) = outcome_label(record.execution);
         let fallback = fallback_label(&record.execution.fallback);
         let execution = record.execution;
         if let Ok(mut services) = self.metrics.lock() {
-            let service = services
-                .entry(record.service.to_owned())
-                .or_insert_with(|| ServiceMetrics::new(record.service));
+            let service = ServiceMetrics::of(&mut services, record.service);
             service.attempts.increment(u64::from(execution.attempts));
             service
                 .retries

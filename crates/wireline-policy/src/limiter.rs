@@ -76,6 +76,8 @@ struct Usage {
 
 struct Window {
     rate: Rate,
+    /// `rate` as written (`100/s`), the window's name in metrics and alerts.
+    label: String,
     gcra: Gcra,
     usage: Mutex<Usage>,
 }
@@ -116,6 +118,7 @@ impl Limiter {
                     .allow_burst(burst);
                 Window {
                     rate: *rate,
+                    label: rate.to_string(),
                     gcra: RateLimiter::direct_with_clock(quota, clock.clone()),
                     usage: Mutex::new(Usage {
                         window_start: None,
@@ -186,14 +189,14 @@ impl Limiter {
     }
 
     /// Usage per window at `now`: `(window, used share)`, local counts and provider reports.
-    pub fn usage(&self, now: Instant) -> Vec<(String, f64)> {
-        let mut usage: Vec<(String, f64)> = self
+    pub fn usage(&self, now: Instant) -> Vec<(&str, f64)> {
+        let mut usage: Vec<(&str, f64)> = self
             .windows
             .iter()
-            .map(|window| (window.rate.to_string(), window.ratio(now)))
+            .map(|window| (window.label.as_str(), window.ratio(now)))
             .collect();
         if let Some(ratio) = self.provider_ratio.lock().ok().and_then(|guard| *guard) {
-            usage.push(("provider".to_owned(), ratio));
+            usage.push(("provider", ratio));
         }
         usage
     }
@@ -386,7 +389,7 @@ mod tests {
             "one alert, at the 8th call"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(limiter.usage(Instant::now()), [("10/s".to_owned(), 0.0)]);
+        assert_eq!(limiter.usage(Instant::now()), [("10/s", 0.0)]);
         let mut again = Vec::new();
         for _ in 0..8 {
             again.extend(limiter.acquire().await.expect("permit").1);

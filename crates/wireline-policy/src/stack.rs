@@ -301,7 +301,7 @@ impl PolicyStack {
     }
 
     /// Usage of the service's limiter windows.
-    pub fn usage(&self) -> Vec<(String, f64)> {
+    pub fn usage(&self) -> Vec<(&str, f64)> {
         self.service_limiter
             .as_ref()
             .map(|l| l.usage(Instant::now()))
