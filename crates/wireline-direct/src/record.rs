@@ -323,14 +323,18 @@ impl Recorder {
     }
 
     fn send(&self, event: Event, alert: bool) {
+        self.push(Record {
+            event,
+            body: None,
+            alert,
+        });
+    }
+
+    fn push(&self, record: Record) {
         if let Ok(guard) = self.sender.lock()
             && let Some(sender) = guard.as_ref()
         {
-            let _ = sender.send(Record {
-                event,
-                body: None,
-                alert,
-            });
+            let _ = sender.send(record);
         }
     }
 
@@ -454,15 +458,11 @@ impl Recorder {
         }) else {
             return;
         };
-        if let Ok(guard) = self.sender.lock()
-            && let Some(sender) = guard.as_ref()
-        {
-            let _ = sender.send(Record {
-                event,
-                body: Some(body),
-                alert: false,
-            });
-        }
+        self.push(Record {
+            event,
+            body: Some(body),
+            alert: false,
+        });
     }
 
     /// An OAuth token refresh (the service's, or `agent`'s own): an audit event (scopes,
