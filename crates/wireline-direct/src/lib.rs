@@ -655,6 +655,7 @@ impl Direct {
                 .await;
         }
         let latency = started.elapsed();
+        let usage = runtime.stack.usage();
         self.recorder.call(
             *caller != Caller::Poller,
             record::CallRecord {
@@ -666,10 +667,9 @@ impl Direct {
                 execution: &execution,
                 latency,
                 breaker: runtime.stack.breaker_state(),
+                usage: &usage,
             },
         );
-        self.recorder
-            .limiter_usage(&runtime.name, &runtime.stack.usage());
         reply(&runtime.name, &runtime.config, execution)
     }
 

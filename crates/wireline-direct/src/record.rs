@@ -108,6 +108,8 @@ pub(crate) struct CallRecord<'a> {
     pub execution: &'a Execution,
     pub latency: Duration,
     pub breaker: BreakerState,
+    /// The service's rate-limit usage per window after the call (`[]` without a limit).
+    pub usage: &'a [(&'a str, f64)],
 }
 
 /// A new event id: `wl_`, the time in milliseconds (12 hex digits), 80 random bits. Unique as
@@ -372,32 +374,18 @@ impl Recorder {
         }
     }
 
-    /// `service`'s rate-limit usage per window (`wireline_direct_limiter_usage_ratio`).
-    pub(crate) fn limiter_usage(&self, service: &str, usage: &[(&str, f64)]) {
-        if usage.is_empty() {
-            return;
-        }
-        let Ok(mut services) = self.metrics.lock() else {
-            return;
-        };
-        let metrics = ServiceMetrics::of(&mut services, service);
-        for &(window, ratio) in usage {
-            let gauge = match metrics.usage.get(window) {
-                Some(gauge) => gauge,
-                None => metrics.usage.entry(window.to_owned()).or_insert_with(|| {
-                    metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => service.to_owned(), "window" => window.to_owned())
-                }),
-            };
-            gauge.set(ratio);
-        }
-    }
-
     /// The metrics of one call, and its audit record if `audit`.
     pub(crate) fn call(&self, audit: bool, record: CallRecord<'_>) {
         let (outcome, status) = outcome_label(record.execution);
         let fallback = fallback_label(&record.execution.fallback);
         let execution = record.execution;
-        if let Ok(mut services) = self.metrics.lock() {
+        {
+            // A panic elsewhere while this lock was held leaves the counts usable: recover
+            // them rather than stop counting for the life of the process.
+            let mut services = self
+                .metrics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let service = ServiceMetrics::of(&mut services, record.service);
             service.attempts.increment(u64::from(execution.attempts));
             service
@@ -414,6 +402,15 @@ impl Recorder {
                     metrics::counter!("wireline_direct_requests_total", "service" => record.service.to_owned(), "agent" => record.agent.to_owned(), "outcome" => outcome)
                 })
                 .increment(1);
+            for &(window, ratio) in record.usage {
+                let gauge = match service.usage.get(window) {
+                    Some(gauge) => gauge,
+                    None => service.usage.entry(window.to_owned()).or_insert_with(|| {
+                        metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => record.service.to_owned(), "window" => window.to_owned())
+                    }),
+                };
+                gauge.set(ratio);
+            }
         }
         if let Some(fallback) = &fallback {
             metrics::counter!("wireline_direct_fallbacks_total", "service" => record.service.to_owned(), "fallback" => fallback.clone()).increment(1);
@@ -570,6 +567,7 @@ mod tests {
                     execution: &execution,
                     latency: Duration::from_millis(1),
                     breaker: BreakerState::Closed,
+                    usage: &[],
                 },
             );
         }
@@ -584,47 +582,66 @@ mod tests {
         store.close().await.unwrap();
     }
 
-    /// A call event written by `CallEvent` reads back as the `Event` it stands for: every
-    /// CloudEvents attribute, and the data as `CallData` serializes it.
-    #[test]
-    fn a_call_event_is_the_cloudevent_it_stands_for() {
-        let data = || CallData {
-            agent: "bot",
-            service: "svc",
-            operation: Some("get_customer"),
-            method: "GET",
-            path: "/v1/customers/cus_\"1\"",
-            status: Some(200),
-            outcome: "2xx",
+    /// A call's audit event, as `Recorder::call` stores it, reads back as the CloudEvent it
+    /// stands for: its attributes, the indexed fields the log filters on, and the data as
+    /// `CallData` serializes it, absent values as nulls.
+    #[tokio::test]
+    async fn a_stored_call_event_is_the_cloudevent_it_stands_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let client = crate::client::build(None).unwrap();
+        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        let execution = Execution {
+            outcome: Outcome::Failed(Failure::Timeout),
             attempts: 2,
             replayed: false,
-            latency_ms: 1.5,
-            queued_ms: 0.0,
-            breaker: "closed",
-            fallback: Some("stale".into()),
+            fallback: None,
+            queued: Duration::from_millis(3),
         };
-        let time: Timestamp = "2026-11-29T08:00:00.123456Z".parse().unwrap();
+        let before = Timestamp::now();
+        recorder.call(
+            true,
+            CallRecord {
+                agent: "bot",
+                service: "svc",
+                operation: None,
+                method: "GET",
+                path: "/v1/customers/cus_\"1\"",
+                execution: &execution,
+                latency: Duration::from_millis(7),
+                breaker: BreakerState::Closed,
+                usage: &[],
+            },
+        );
+        recorder.shutdown().await;
+        let mut query = wireline_store::EventQuery::after(Offset::START, 10);
+        query.subject = Some("bot".into());
+        query.source = Some("wireline://direct/svc".into());
+        let stored = store.query(&query).await.unwrap();
+        assert_eq!(stored.len(), 1, "found by its subject and source");
+        assert_eq!(stored[0].ty, CALL_EVENT);
+        let event = stored[0].event().unwrap();
+        assert!(event.id.starts_with("wl_"), "{}", event.id);
+        assert_eq!(
+            stored[0].time.as_microsecond(),
+            event.time.as_microsecond(),
+            "the indexed time is the event's (the index keeps microseconds)"
+        );
+        assert!(event.time >= before && event.time <= Timestamp::now());
         let mut expected = Event::new(
-            "wl_1",
+            event.id.clone(),
             "wireline://direct/svc",
             CALL_EVENT,
-            time,
-            serde_json::to_value(data()).unwrap(),
+            event.time,
+            serde_json::json!({
+                "agent": "bot", "service": "svc", "operation": null, "method": "GET",
+                "path": "/v1/customers/cus_\"1\"", "status": null, "outcome": "timeout",
+                "attempts": 2, "replayed": false, "latency_ms": 7.0, "queued_ms": 3.0,
+                "breaker": "closed", "fallback": null,
+            }),
         );
         expected.subject = Some("bot".into());
-        let written = serde_json::to_string(&CallEvent {
-            specversion: "1.0",
-            id: "wl_1",
-            source: "wireline://direct/svc",
-            ty: CALL_EVENT,
-            subject: "bot",
-            time,
-            datacontenttype: JSON,
-            data: data(),
-        })
-        .unwrap();
-        // The same JSON, field for field (the data's keys keep CallData's order).
-        let read: Event = serde_json::from_str(&written).unwrap();
-        assert_eq!(read, expected);
+        assert_eq!(event, expected);
+        store.close().await.unwrap();
     }
 }
