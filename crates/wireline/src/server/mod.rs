@@ -518,7 +518,8 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// counting itself.
 #[derive(Default)]
 struct HttpMetrics {
-    by_route: std::sync::Mutex<HashMap<String, ByLabel>>,
+    /// Read on every request, written only when a label set is first seen.
+    by_route: std::sync::RwLock<HashMap<String, ByLabel>>,
 }
 
 /// A route's handles per method and status.
@@ -529,27 +530,52 @@ struct HttpHandles {
     duration: metrics::Histogram,
 }
 
+impl HttpHandles {
+    fn record(&self, took: std::time::Duration) {
+        self.requests.increment(1);
+        self.duration.record(took.as_secs_f64());
+    }
+}
+
 impl HttpMetrics {
     fn record(&self, route: &str, method: &'static str, status: u16, took: std::time::Duration) {
-        let Ok(mut by_route) = self.by_route.lock() else {
-            return;
-        };
-        let by_label = match by_route.get_mut(route) {
-            Some(by_label) => by_label,
-            None => by_route.entry(route.to_owned()).or_default(),
-        };
-        let handles = by_label.entry((method, status)).or_insert_with(|| {
-            let labels = [
-                ("method", method.to_owned()),
-                ("route", route.to_owned()),
-                ("status", status.to_string()),
-            ];
-            HttpHandles {
-                requests: metrics::counter!("wireline_http_requests_total", &labels),
-                duration: metrics::histogram!("wireline_http_request_duration_seconds", &labels),
+        // A panic elsewhere while a lock was held leaves the map usable: recover it rather
+        // than stop counting for the life of the process.
+        {
+            let by_route = self
+                .by_route
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(handles) = by_route
+                .get(route)
+                .and_then(|by_label| by_label.get(&(method, status)))
+            {
+                handles.record(took);
+                return;
             }
-        });
-        handles.requests.increment(1);
-        handles.duration.record(took.as_secs_f64());
+        }
+        let mut by_route = self
+            .by_route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_route
+            .entry(route.to_owned())
+            .or_default()
+            .entry((method, status))
+            .or_insert_with(|| {
+                let labels = [
+                    ("method", method.to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", status.to_string()),
+                ];
+                HttpHandles {
+                    requests: metrics::counter!("wireline_http_requests_total", &labels),
+                    duration: metrics::histogram!(
+                        "wireline_http_request_duration_seconds",
+                        &labels
+                    ),
+                }
+            })
+            .record(took);
     }
 }
