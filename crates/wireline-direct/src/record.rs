@@ -535,15 +535,21 @@ mod tests {
 
     use super::*;
 
+    /// A recorder appending to a new SQLite store (kept while the folder lives).
+    fn recorder_on_sqlite() -> (tempfile::TempDir, SqliteStore, Recorder) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let client = crate::client::build(None).unwrap();
+        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        (dir, store, recorder)
+    }
+
     /// Calls recorded faster than the recorder wakes: it takes them in full batches of
     /// RECORD_BATCH, then the rest after its pause; every call has exactly one event.
     #[tokio::test]
     async fn a_backlog_larger_than_a_batch_is_stored_once_each() {
         let calls = RECORD_BATCH * 2 + 100;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
-        let client = crate::client::build(None).unwrap();
-        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        let (_dir, store, recorder) = recorder_on_sqlite();
         let execution = Execution {
             outcome: Outcome::Response(Response {
                 status: 200,
@@ -587,10 +593,7 @@ mod tests {
     /// `CallData` serializes it, absent values as nulls.
     #[tokio::test]
     async fn a_stored_call_event_is_the_cloudevent_it_stands_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
-        let client = crate::client::build(None).unwrap();
-        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        let (_dir, store, recorder) = recorder_on_sqlite();
         let execution = Execution {
             outcome: Outcome::Failed(Failure::Timeout),
             attempts: 2,
