@@ -38,7 +38,8 @@ pub(crate) fn config(config: &Config) -> Found {
     triggers(config, &mut found);
     projections_and_retention(config, &mut found);
     environments(config, &mut found);
-    // Scopes asked for that no operation needs: on the service's app and agents' own.
+    // OAuth 2.0 apps, the services' own and agents' own: refresh tokens the provider
+    // rotates, and scopes asked for that no operation needs.
     let services_apps = config.services.iter().filter_map(|(name, service)| {
         Some((
             format!("services.{name}.auth"),
@@ -56,8 +57,19 @@ pub(crate) fn config(config: &Config) -> Found {
         })
     });
     for (at, name, auth) in services_apps.chain(agents_apps) {
-        let (crate::model::Auth::OAuth2(oauth2), Some(service)) = (auth, config.services.get(name))
-        else {
+        let crate::model::Auth::OAuth2(oauth2) = auth else {
+            continue;
+        };
+        if oauth2.grant == crate::model::Grant::RefreshToken
+            && config.security.encryption_key.is_none()
+        {
+            warning(
+                &mut found,
+                format!("{at}.oauth2.grant"),
+                "a refresh token the provider rotates is kept in memory only, so after a restart the configured (already replaced) one is used; set [security] encryption_key to keep it, sealed, in the store".to_owned(),
+            );
+        }
+        let Some(service) = config.services.get(name) else {
             continue;
         };
         let needed: BTreeSet<&str> = service
@@ -79,33 +91,6 @@ pub(crate) fn config(config: &Config) -> Found {
                     "no operation of {name} needs {}; ask for the least: leave scopes out (the union of the operations' `scopes` is requested) or drop these",
                     unused.join(", ")
                 ),
-            );
-        }
-    }
-    // Refresh tokens the provider rotates: the service's own, and agents' own apps.
-    let agents_oauth = config.agents.iter().flat_map(|(agent, a)| {
-        a.credentials.iter().map(move |(service, auth)| {
-            (
-                format!("agents.{agent}.credentials.{service}.oauth2.grant"),
-                auth,
-            )
-        })
-    });
-    let services_oauth = config.services.iter().filter_map(|(name, service)| {
-        Some((
-            format!("services.{name}.auth.oauth2.grant"),
-            service.auth.as_ref()?,
-        ))
-    });
-    for (path, auth) in services_oauth.chain(agents_oauth) {
-        if let crate::model::Auth::OAuth2(oauth2) = auth
-            && oauth2.grant == crate::model::Grant::RefreshToken
-            && config.security.encryption_key.is_none()
-        {
-            warning(
-                &mut found,
-                path,
-                "a refresh token the provider rotates is kept in memory only, so after a restart the configured (already replaced) one is used; set [security] encryption_key to keep it, sealed, in the store".to_owned(),
             );
         }
     }
