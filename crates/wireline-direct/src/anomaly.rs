@@ -72,17 +72,11 @@ impl Detector {
         let window = self.buckets_in(self.thresholds.window);
         let history = self.buckets_in(self.thresholds.baseline);
         // Called on every agent call: the key is copied only the first time it is seen.
-        if !self.series.contains_key(key) {
-            self.series.insert(
-                key.to_owned(),
-                Series {
-                    buckets: VecDeque::new(),
-                    first: current,
-                    flagged: false,
-                },
-            );
-        }
-        let series = self.series.get_mut(key)?;
+        let series = crate::slot(&mut self.series, key, || Series {
+            buckets: VecDeque::new(),
+            first: current,
+            flagged: false,
+        });
         let first_seen = series.first;
         match series.buckets.back_mut() {
             Some((bucket, calls)) if *bucket == current => *calls += 1,

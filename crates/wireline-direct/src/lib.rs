@@ -20,7 +20,7 @@ pub mod operations;
 mod record;
 pub mod target;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -752,6 +752,21 @@ async fn execute(runtime: &Arc<Runtime>, call: &Call, outbound: &Outbound) -> Ex
             client::send(&runtime.client, outbound, max_response)
         })
         .await
+}
+
+/// `map[key]`, made by `make` the first time it is asked for. Per-call bookkeeping keyed by
+/// names uses it: `entry` would copy the key on every call, this only the first time.
+pub(crate) fn slot<'a, V>(
+    map: &'a mut HashMap<String, V>,
+    key: &str,
+    make: impl FnOnce() -> V,
+) -> &'a mut V {
+    // (`get_mut`, else `entry`, cannot return its borrow: the borrow checker ties the first
+    // lookup's borrow to the return.)
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), make());
+    }
+    map.get_mut(key).expect("inserted just above when missing")
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -175,19 +175,6 @@ struct ServiceMetrics {
 }
 
 impl ServiceMetrics {
-    /// `service`'s metrics in `services`, registered on first use (the name is only copied
-    /// then).
-    fn of<'a>(services: &'a mut HashMap<String, Self>, service: &str) -> &'a mut Self {
-        // (`get_mut` else `entry` cannot return its borrow yet: the borrow checker ties the
-        // first lookup's borrow to the return.)
-        if !services.contains_key(service) {
-            services.insert(service.to_owned(), Self::new(service));
-        }
-        services
-            .get_mut(service)
-            .expect("inserted just above when missing")
-    }
-
     fn new(service: &str) -> Self {
         Self {
             attempts: metrics::counter!("wireline_direct_attempts_total", "service" => service.to_owned()),
@@ -386,30 +373,25 @@ impl Recorder {
                 .metrics
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let service = ServiceMetrics::of(&mut services, record.service);
+            let service = crate::slot(&mut services, record.service, || {
+                ServiceMetrics::new(record.service)
+            });
             service.attempts.increment(u64::from(execution.attempts));
             service
                 .retries
                 .increment(u64::from(execution.attempts.saturating_sub(1)));
             service.duration.record(record.latency.as_secs_f64());
-            let by_outcome = match service.requests.get_mut(record.agent) {
-                Some(by_outcome) => by_outcome,
-                None => service.requests.entry(record.agent.to_owned()).or_default(),
-            };
-            by_outcome
+            crate::slot(&mut service.requests, record.agent, HashMap::new)
                 .entry(outcome)
                 .or_insert_with(|| {
                     metrics::counter!("wireline_direct_requests_total", "service" => record.service.to_owned(), "agent" => record.agent.to_owned(), "outcome" => outcome)
                 })
                 .increment(1);
             for &(window, ratio) in record.usage {
-                let gauge = match service.usage.get(window) {
-                    Some(gauge) => gauge,
-                    None => service.usage.entry(window.to_owned()).or_insert_with(|| {
-                        metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => record.service.to_owned(), "window" => window.to_owned())
-                    }),
-                };
-                gauge.set(ratio);
+                crate::slot(&mut service.usage, window, || {
+                    metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => record.service.to_owned(), "window" => window.to_owned())
+                })
+                .set(ratio);
             }
         }
         if let Some(fallback) = &fallback {
