@@ -22,10 +22,9 @@ use wireline_policy::{Execution, Failure, FallbackUsed, Outcome, Signal};
 use wireline_store::{NewEvent, Store};
 
 struct Record {
-    event: Event,
-    /// The event's CloudEvents JSON when the caller wrote it already (call events, whose
-    /// `event` then carries no `data`); else it is serialized from `event`.
-    body: Option<String>,
+    /// The event, serialized by the caller (a call event's `event` carries only the indexed
+    /// fields; its data is in the JSON alone).
+    new: NewEvent,
     alert: bool,
 }
 
@@ -262,20 +261,11 @@ impl Recorder {
                 let mut alerts = Vec::new();
                 let events: Vec<NewEvent> = batch
                     .drain(..)
-                    .filter_map(|Record { event, body, alert }| {
+                    .map(|Record { new, alert }| {
                         if alert {
-                            alerts.push(event.clone());
+                            alerts.push(new.event.clone());
                         }
-                        match body {
-                            Some(body) => Some(NewEvent {
-                                dedupe_id: event.id.clone(),
-                                event,
-                                body,
-                            }),
-                            None => NewEvent::new(event.id.clone(), event)
-                                .map_err(|error| warn!(%error, "audit event not serialisable"))
-                                .ok(),
-                        }
+                        new
                     })
                     .collect();
                 // The batch is all or nothing: if it fails, each event is tried on its own so
@@ -312,11 +302,10 @@ impl Recorder {
     }
 
     fn send(&self, event: Event, alert: bool) {
-        self.push(Record {
-            event,
-            body: None,
-            alert,
-        });
+        match NewEvent::new(event.id.clone(), event) {
+            Ok(new) => self.push(Record { new, alert }),
+            Err(error) => warn!(%error, "audit event not serialisable"),
+        }
     }
 
     fn push(&self, record: Record) {
@@ -438,8 +427,11 @@ impl Recorder {
             return;
         };
         self.push(Record {
-            event,
-            body: Some(body),
+            new: NewEvent {
+                dedupe_id: event.id.clone(),
+                event,
+                body,
+            },
             alert: false,
         });
     }
