@@ -291,8 +291,9 @@ impl<S: Store> EventLog for EncryptedStore<S> {
             .iter()
             .map(|new| {
                 Ok(NewEvent {
+                    dedupe_id: new.dedupe_id.clone(),
+                    event: new.event.clone(),
                     body: self.seal_body(&new.event, new.body.clone())?,
-                    ..new.clone()
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
