@@ -30,6 +30,14 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
+impl World {
+    /// Every event in the log once the recorder has stored all it was given (it stops).
+    async fn recorded(&self) -> Vec<wireline_store::StoredEvent> {
+        self.direct.shutdown().await;
+        self.store.read(Offset::START, 100_000).await.expect("read")
+    }
+}
+
 /// A config with `[agents.bot]` (scopes given) and `[agents.reader]`, plus `services`.
 fn world(services: &str, bot_scopes: &str, bot_extra: &str) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -507,8 +515,7 @@ async fn an_unreachable_service_opens_the_breaker_with_clear_problems() {
         open.retry_after.is_some_and(|s| s > 0 && s <= 60),
         "{open:?}"
     );
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 100).await.expect("read");
+    let events = w.recorded().await;
     let count = |ty: &str| events.iter().filter(|e| e.ty == ty).count();
     assert_eq!(
         count("wireline.alert.call_failed"),
@@ -556,8 +563,7 @@ async fn every_call_is_an_audit_event() {
         .proxy(proxy("svc", Method::GET, "customers/cus_1", ""))
         .await
         .expect("reply");
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 10).await.expect("read");
+    let events = w.recorded().await;
     let call = events
         .iter()
         .find(|e| e.ty == "wireline.direct.call")
@@ -613,8 +619,7 @@ async fn rate_limits_queue_refuse_and_alert_once_at_80_percent() {
         "one emission interval of 5/s, rounded up"
     );
     assert_eq!(mock.requests().len(), 5, "the refused call never left");
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 100).await.expect("read");
+    let events = w.recorded().await;
     let alerts_stored: Vec<_> = events
         .iter()
         .filter(|e| e.ty == "wireline.alert.rate_limit_usage")
@@ -756,8 +761,7 @@ async fn a_call_rate_spike_raises_one_anomaly_alert_and_throttles_the_agent() {
         statuses.iter().take(10).all(|s| *s == 200),
         "not before the spike: {statuses:?}"
     );
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 1000).await.expect("read");
+    let events = w.recorded().await;
     let anomalies: Vec<_> = events
         .iter()
         .filter(|e| e.ty == "wireline.alert.anomaly")
@@ -934,8 +938,7 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_a_revoked_grant_fails_fa
         "{}",
         refused.detail
     );
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 1000).await.expect("read");
+    let events = w.recorded().await;
     let types: Vec<&str> = events.iter().map(|e| e.ty.as_str()).collect();
     assert_eq!(
         types
@@ -1023,8 +1026,7 @@ async fn an_agent_with_its_own_oauth_app_gets_tokens_of_its_own() {
         "the operator never uses the bot's token"
     );
     // The refresh audit says whose token it was (never the token).
-    w.direct.shutdown().await;
-    let events = w.store.read(Offset::START, 20).await.expect("read");
+    let events = w.recorded().await;
     let refreshed: Vec<Value> = events
         .iter()
         .filter(|e| e.ty == "wireline.oauth.refreshed")
