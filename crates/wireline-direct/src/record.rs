@@ -518,6 +518,21 @@ mod tests {
         (dir, store, recorder)
     }
 
+    /// A call by `bot` on `svc`, no operation, breaker closed, no rate limit.
+    fn bot_call<'a>(path: &'a str, execution: &'a Execution, latency: Duration) -> CallRecord<'a> {
+        CallRecord {
+            agent: "bot",
+            service: "svc",
+            operation: None,
+            method: "GET",
+            path,
+            execution,
+            latency,
+            breaker: BreakerState::Closed,
+            usage: &[],
+        }
+    }
+
     /// Calls recorded faster than the recorder wakes: it takes them in full batches of
     /// RECORD_BATCH, then the rest after its pause; every call has exactly one event.
     #[tokio::test]
@@ -536,20 +551,8 @@ mod tests {
             queued: Duration::ZERO,
         };
         for n in 0..calls {
-            recorder.call(
-                true,
-                CallRecord {
-                    agent: "bot",
-                    service: "svc",
-                    operation: None,
-                    method: "GET",
-                    path: &format!("/v1/things/{n}"),
-                    execution: &execution,
-                    latency: Duration::from_millis(1),
-                    breaker: BreakerState::Closed,
-                    usage: &[],
-                },
-            );
+            let path = format!("/v1/things/{n}");
+            recorder.call(true, bot_call(&path, &execution, Duration::from_millis(1)));
         }
         recorder.shutdown().await;
         let stored = store.read(Offset::START, calls + 10).await.unwrap();
@@ -578,17 +581,11 @@ mod tests {
         let before = Timestamp::now();
         recorder.call(
             true,
-            CallRecord {
-                agent: "bot",
-                service: "svc",
-                operation: None,
-                method: "GET",
-                path: "/v1/customers/cus_\"1\"",
-                execution: &execution,
-                latency: Duration::from_millis(7),
-                breaker: BreakerState::Closed,
-                usage: &[],
-            },
+            bot_call(
+                "/v1/customers/cus_\"1\"",
+                &execution,
+                Duration::from_millis(7),
+            ),
         );
         recorder.shutdown().await;
         let mut query = wireline_store::EventQuery::after(Offset::START, 10);
