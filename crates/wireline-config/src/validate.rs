@@ -106,6 +106,16 @@ pub(crate) fn config(config: &Config) -> Found {
             "sensitive events are declared but there is no [security] encryption_key to encrypt them with; add encryption_key = \"${env:WIRELINE_ENCRYPTION_KEY}\" (make one with `openssl rand -hex 32`)".to_owned(),
         );
     }
+    if config.events.audit_flush.get() > std::time::Duration::from_secs(10) {
+        error(
+            &mut found,
+            "events.audit_flush".to_owned(),
+            format!(
+                "audit events would wait up to {} before they are stored, and a crash would lose them all; use at most \"10s\" (the default is \"50ms\")",
+                config.events.audit_flush
+            ),
+        );
+    }
     found
 }
 

@@ -200,6 +200,7 @@ impl Direct {
             alert_client,
             config.alerts.url.as_ref().and_then(|url| url.value()),
             config.alerts.slack,
+            config.events.audit_flush.get(),
         ));
         let mut services = BTreeMap::new();
         for (name, service) in &config.services {

@@ -31,12 +31,6 @@ struct Record {
 /// Records appended together at most (one store batch).
 const RECORD_BATCH: usize = 1024;
 
-/// How long the recorder gathers records after the first before appending them. Each append
-/// is a durable commit (an fsync); gathering for a few milliseconds makes one commit cover a
-/// few hundred calls under load, at the price of audit events landing that much later (the
-/// agent's reply never waits for them).
-const RECORD_LINGER: Duration = Duration::from_millis(10);
-
 /// Logs an alert; returns the POST of it to `[alerts] url`, if set, to run in the background
 /// with its own retries (three attempts: at once, after 1 s, after 5 s), so a slow chat webhook never
 /// holds up the audit trail. `slack = true` sends Slack-compatible JSON (`{"text": ...}`),
@@ -236,14 +230,17 @@ impl Recorder {
         client: reqwest::Client,
         alert_url: Option<String>,
         alert_slack: bool,
+        flush: Duration,
     ) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Record>();
         let task = tokio::spawn(async move {
-            // Gather what arrives within RECORD_LINGER and append it as one store job: the lot
-            // shares one durable commit and one wake-up of the store's writer, so the recorder
-            // keeps up with the proxy instead of queueing without bound. (Appending them one by
-            // one, even concurrently, let the writer commit after every few events: the
-            // commits, not the rows, were most of the cost.)
+            // Gather what arrives within `flush` ([events] audit_flush) and append it as one
+            // store job: the lot shares one durable commit (an fsync) and one wake-up of the
+            // store's writer, so the recorder keeps up with the proxy instead of queueing
+            // without bound. (Appending them one by one, even concurrently, let the writer
+            // commit after every few events: the commits, not the rows, were most of the
+            // cost.) The price: events land up to `flush` after the reply (which never waits
+            // for them), and a crash loses that last stretch; a clean stop loses nothing.
             let mut batch = Vec::with_capacity(RECORD_BATCH);
             // Alert notifications in flight: a clean stop gives them up to 10 s to land.
             let mut notifications = tokio::task::JoinSet::new();
@@ -251,8 +248,8 @@ impl Recorder {
                 // A full batch goes at once (so a backlog drains at full speed); otherwise
                 // sleep, rather than wait on the channel (every call would wake this task
                 // again), and take what came meanwhile.
-                if batch.len() < RECORD_BATCH {
-                    tokio::time::sleep(RECORD_LINGER).await;
+                if batch.len() < RECORD_BATCH && !flush.is_zero() {
+                    tokio::time::sleep(flush).await;
                     let room = RECORD_BATCH - batch.len();
                     if !receiver.is_empty() {
                         receiver.recv_many(&mut batch, room).await;
@@ -514,7 +511,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
         let client = crate::client::build(None).unwrap();
-        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false);
+        let recorder = Recorder::start(
+            Arc::new(store.clone()),
+            client,
+            None,
+            false,
+            Duration::from_millis(10),
+        );
         (dir, store, recorder)
     }
 

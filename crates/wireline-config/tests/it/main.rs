@@ -79,6 +79,12 @@ fn bad_configs_are_located_and_explained() {
         "e.g. \"100/s\"",
     );
     check_error(
+        "[events]\naudit_flush = \"1m\"\n",
+        (2, 15),
+        "events.audit_flush",
+        "use at most \"10s\"",
+    );
+    check_error(
         "[agents.bot]\ntoken = \"plain-text-token\"\n",
         (2, 9),
         "agents.bot.token",
