@@ -95,13 +95,12 @@ pub async fn send(
     request: &Outbound,
     max_response: u64,
 ) -> Result<Response, AttemptError> {
-    let mut response = client
-        .request(request.method.clone(), request.url.clone())
-        .headers(request.headers.clone())
-        .body(request.body.clone())
-        .send()
-        .await
-        .map_err(classify)?;
+    // Built as a `Request`, not through `RequestBuilder::headers`, which would insert each
+    // header again into a map of its own.
+    let mut outgoing = reqwest::Request::new(request.method.clone(), request.url.clone());
+    *outgoing.headers_mut() = request.headers.clone();
+    *outgoing.body_mut() = Some(request.body.clone().into());
+    let mut response = client.execute(outgoing).await.map_err(classify)?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -110,19 +109,31 @@ pub async fn send(
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
         .collect();
-    let mut body = BytesMut::new();
+    // A body that comes in one chunk (most API replies) is kept as it is; only a second chunk
+    // starts a copy.
+    let mut first = Bytes::new();
+    let mut rest: Option<BytesMut> = None;
     while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if (body.len() + chunk.len()) as u64 > max_response {
+        let so_far = rest.as_ref().map_or(first.len(), BytesMut::len);
+        if (so_far + chunk.len()) as u64 > max_response {
             return Err(AttemptError::Failed(format!(
                 "the response is larger than max_response ({max_response} bytes); raise [services.NAME] max_response"
             )));
         }
-        body.extend_from_slice(&chunk);
+        match &mut rest {
+            Some(body) => body.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => {
+                let mut body = BytesMut::from(std::mem::take(&mut first));
+                body.extend_from_slice(&chunk);
+                rest = Some(body);
+            }
+        }
     }
     Ok(Response {
         status,
         headers,
-        body: body.freeze(),
+        body: rest.map_or(first, BytesMut::freeze),
     })
 }
 

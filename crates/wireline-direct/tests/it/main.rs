@@ -556,6 +556,41 @@ async fn a_slow_service_times_out_with_504() {
 }
 
 #[tokio::test]
+async fn a_reply_in_chunks_arrives_whole_and_one_above_max_response_is_refused() {
+    let mock = Mock::start().await;
+    let w = world(
+        &service(
+            "svc",
+            &mock,
+            "max_response = \"24B\"\nretry = { attempts = 1 }\n",
+        ),
+        r#"["svc:read"]"#,
+        "",
+    );
+    mock.script([
+        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":2}"]),
+        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":2,", "\"c\":3}"]),
+    ]);
+    let reply = w
+        .direct
+        .proxy(proxy("svc", Method::GET, "small", ""))
+        .await
+        .expect("a reply within max_response");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.body().as_ref(), br#"{"a":"hello","b":2}"#);
+    let problem = w
+        .direct
+        .proxy(proxy("svc", Method::GET, "large", ""))
+        .await
+        .expect_err("a reply above max_response");
+    assert_eq!(problem.status, 502, "{problem:?}");
+    assert!(
+        problem.detail.contains("max_response (24 bytes)"),
+        "the problem names the limit and its setting: {problem:?}"
+    );
+}
+
+#[tokio::test]
 async fn every_call_is_an_audit_event() {
     let mock = Mock::start().await;
     let w = world(&service("svc", &mock, ""), r#"["svc:read"]"#, "");

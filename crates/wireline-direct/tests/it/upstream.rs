@@ -33,6 +33,8 @@ pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Sent as these chunks (chunked transfer encoding) instead of `body`.
+    chunks: Vec<String>,
     delay: Duration,
 }
 
@@ -42,6 +44,7 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: format!("{{\"status\":{status}}}"),
+            chunks: Vec::new(),
             delay: Duration::ZERO,
         }
     }
@@ -56,6 +59,14 @@ impl Reply {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// A 200 whose body comes in these chunks, each its own frame.
+    pub fn chunked(chunks: &[&str]) -> Self {
+        Self {
+            chunks: chunks.iter().map(|c| (*c).to_owned()).collect(),
+            ..Self::status(200)
+        }
     }
 
     pub fn delay_ms(mut self, ms: u64) -> Self {
@@ -95,11 +106,20 @@ async fn handle(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
-        reply.body,
-    )
-        .into_response();
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut response = if reply.chunks.is_empty() {
+        (status, reply.body).into_response()
+    } else {
+        let chunks = reply
+            .chunks
+            .into_iter()
+            .map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from(chunk)));
+        (
+            status,
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+        )
+            .into_response()
+    };
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (
             axum::http::HeaderName::try_from(name),

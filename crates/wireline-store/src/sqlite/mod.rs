@@ -275,10 +275,10 @@ fn settle_savepoint<T>(
 }
 
 /// Inserts one event unless its dedupe id is stored (writer thread only).
-fn insert_event(connection: &Connection, row: &Row) -> Result<Appended, StoreError> {
+/// `recorded` is the append's time (one reading serves a batch).
+fn insert_event(connection: &Connection, row: &Row, recorded: i64) -> Result<Appended, StoreError> {
     // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs), so
     // offsets stay dense: lag = head - committed offset.
-    let recorded = micros(Timestamp::now());
     let changed = connection
         .prepare_cached(
             "INSERT INTO events (dedupe_id, type, source, subject, time_us, recorded_us, body)
@@ -320,7 +320,7 @@ impl EventLog for SqliteStore {
     ) -> Result<Appended, StoreError> {
         // Serialized on the caller's task, so the writer thread only runs SQL.
         let row = Row::new(dedupe_id.to_owned(), event, body);
-        self.write(move |connection| insert_event(connection, &row))
+        self.write(move |connection| insert_event(connection, &row, micros(Timestamp::now())))
             .await
     }
 
@@ -336,9 +336,10 @@ impl EventLog for SqliteStore {
             // Several statements in one job: a savepoint keeps a failure from leaving some of
             // them in the group's transaction (see the writer's contract).
             connection.execute_batch("SAVEPOINT many")?;
+            let recorded = micros(Timestamp::now());
             let inserted = rows
                 .iter()
-                .map(|row| insert_event(connection, row))
+                .map(|row| insert_event(connection, row, recorded))
                 .collect::<Result<Vec<_>, _>>();
             settle_savepoint(connection, "many", inserted)
         })

@@ -3,8 +3,8 @@
 //! `problem.rs`.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use wireline_core::{Problem, ProblemKind};
@@ -37,14 +37,21 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `ANY /proxy/{service}` and `ANY /proxy/{service}/{*path}`.
-pub async fn proxy(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+pub async fn proxy(State(state): State<AppState>, request: Request) -> Response {
+    // Taken apart by hand: the `Method`, `Uri` and `HeaderMap` extractors would each clone.
+    let (mut parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let uri = std::mem::take(&mut parts.uri);
+    let headers = std::mem::take(&mut parts.headers);
+    // `Bytes` reads the body limit from the extensions, so they go with it.
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &state).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let caller = match caller(&state, &headers) {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
     // The path is taken from the raw URI: the router's extractors would percent-decode it,
     // and the target checks must see what the agent sent.
     let rest = uri.path().strip_prefix("/proxy/").unwrap_or_default();
@@ -60,12 +67,10 @@ pub async fn proxy(
         headers,
         body,
     };
-    state
-        .direct
-        .proxy(request)
-        .await
-        .map(relay)
-        .map_err(ApiError)
+    match state.direct.proxy(request).await {
+        Ok(reply) => relay(reply),
+        Err(problem) => ApiError(problem).into_response(),
+    }
 }
 
 /// `POST /v1/operations/{service}/{op}` with a JSON object of parameters.
