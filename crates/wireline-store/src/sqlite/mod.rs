@@ -274,40 +274,58 @@ fn settle_savepoint<T>(
     outcome
 }
 
-/// Inserts one event unless its dedupe id is stored (writer thread only).
-/// `recorded` is the append's time (one reading serves a batch).
-fn insert_event(connection: &Connection, row: &Row, recorded: i64) -> Result<Appended, StoreError> {
-    // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs), so
-    // offsets stay dense: lag = head - committed offset.
-    let changed = connection
-        .prepare_cached(
+/// The events inserted in one store job, through one prepared statement: looking it up in
+/// the statement cache (a hash of its text) per event cost more than binding it.
+struct Inserter<'c> {
+    connection: &'c Connection,
+    insert: rusqlite::CachedStatement<'c>,
+    /// The job's time (one reading serves a batch).
+    recorded: i64,
+}
+
+impl<'c> Inserter<'c> {
+    fn new(connection: &'c Connection) -> Result<Self, StoreError> {
+        // ON CONFLICT DO NOTHING consumes no offset (seq is max + 1, see migrations.rs), so
+        // offsets stay dense: lag = head - committed offset.
+        let insert = connection.prepare_cached(
             "INSERT INTO events (dedupe_id, type, source, subject, time_us, recorded_us, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (dedupe_id) DO NOTHING",
-        )?
-        .execute(params![
+        )?;
+        Ok(Self {
+            connection,
+            insert,
+            recorded: micros(Timestamp::now()),
+        })
+    }
+
+    /// Inserts one event unless its dedupe id is stored (writer thread only).
+    fn insert(&mut self, row: &Row) -> Result<Appended, StoreError> {
+        let changed = self.insert.execute(params![
             row.dedupe_id,
             row.ty,
             row.source,
             row.subject,
             row.time,
-            recorded,
+            self.recorded,
             row.body
         ])?;
-    if changed == 1 {
-        // Only this thread writes, so the last rowid is this insert's.
-        return Ok(Appended {
-            offset: offset(connection.last_insert_rowid()),
-            duplicate: false,
-        });
+        if changed == 1 {
+            // Only this thread writes, so the last rowid is this insert's.
+            return Ok(Appended {
+                offset: offset(self.connection.last_insert_rowid()),
+                duplicate: false,
+            });
+        }
+        let existing: i64 = self
+            .connection
+            .prepare_cached("SELECT seq FROM events WHERE dedupe_id = ?1")?
+            .query_row(params![row.dedupe_id], |row| row.get(0))?;
+        Ok(Appended {
+            offset: offset(existing),
+            duplicate: true,
+        })
     }
-    let existing: i64 = connection
-        .prepare_cached("SELECT seq FROM events WHERE dedupe_id = ?1")?
-        .query_row(params![row.dedupe_id], |row| row.get(0))?;
-    Ok(Appended {
-        offset: offset(existing),
-        duplicate: true,
-    })
 }
 
 #[async_trait]
@@ -320,7 +338,7 @@ impl EventLog for SqliteStore {
     ) -> Result<Appended, StoreError> {
         // Serialized on the caller's task, so the writer thread only runs SQL.
         let row = Row::new(dedupe_id.to_owned(), event, body);
-        self.write(move |connection| insert_event(connection, &row, micros(Timestamp::now())))
+        self.write(move |connection| Inserter::new(connection)?.insert(&row))
             .await
     }
 
@@ -336,11 +354,11 @@ impl EventLog for SqliteStore {
             // Several statements in one job: a savepoint keeps a failure from leaving some of
             // them in the group's transaction (see the writer's contract).
             connection.execute_batch("SAVEPOINT many")?;
-            let recorded = micros(Timestamp::now());
-            let inserted = rows
-                .iter()
-                .map(|row| insert_event(connection, row, recorded))
-                .collect::<Result<Vec<_>, _>>();
+            let inserted = Inserter::new(connection).and_then(|mut inserter| {
+                rows.iter()
+                    .map(|row| inserter.insert(row))
+                    .collect::<Result<Vec<_>, _>>()
+            });
             settle_savepoint(connection, "many", inserted)
         })
         .await
