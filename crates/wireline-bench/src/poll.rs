@@ -26,7 +26,7 @@ use crate::proxy::{binary, cpu_time, spawn};
 
 /// CPU seconds (user + system) and resident MiB of a process.
 fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let cpu = cpu_time(pid)?.as_secs_f64();
+    let cpu = cpu_time(pid)?.total().as_secs_f64();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib: f64 = status
         .lines()

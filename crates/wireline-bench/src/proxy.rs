@@ -304,6 +304,8 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
         let mut null_cpu = Vec::new();
         let mut in_process_rps = Vec::new();
         let mut in_process_p50 = Vec::new();
+        let mut proxy_user = Vec::new();
+        let mut null_user = Vec::new();
         let per_request =
             |before: Duration, after: Duration| micros(after.saturating_sub(before)) / total as f64;
         for _ in 0..runs {
@@ -311,13 +313,17 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
             let before = cpu_time(wireline.pid())?;
             let proxied = load(&proxy_url, connections, total, Some(TOKEN)).await?;
             // The CPU a run's calls cost includes their audit events, which Wireline stores
-            // up to 10 ms after the replies: count that too.
+            // up to `[events] audit_flush` (50 ms) after the replies: count that too.
             tokio::time::sleep(SETTLE).await;
-            proxy_cpu.push(per_request(before, cpu_time(wireline.pid())?));
+            let after = cpu_time(wireline.pid())?;
+            proxy_cpu.push(per_request(before.total(), after.total()));
+            proxy_user.push(per_request(before.user, after.user));
             let before = cpu_time(null.child.id())?;
             let bare = load(&null_url, connections, total, None).await?;
             tokio::time::sleep(SETTLE).await;
-            null_cpu.push(per_request(before, cpu_time(null.child.id())?));
+            let after = cpu_time(null.child.id())?;
+            null_cpu.push(per_request(before.total(), after.total()));
+            null_user.push(per_request(before.user, after.user));
             let own = load(&in_process_url, connections, total, None).await?;
             in_process_rps.push(own.per_second);
             in_process_p50.push(micros(percentile(&own.latencies, 0.5)));
@@ -399,6 +405,16 @@ pub async fn run(runs: usize, requests: usize, pin: bool) -> anyhow::Result<()> 
         rows.push((
             format!("CPU per request in the bare proxy, {connections} connection(s)"),
             null_cpu,
+            "µs",
+        ));
+        rows.push((
+            format!("user-space CPU per request in Wireline, {connections} connection(s)"),
+            proxy_user,
+            "µs",
+        ));
+        rows.push((
+            format!("user-space CPU per request in the bare proxy, {connections} connection(s)"),
+            null_user,
             "µs",
         ));
         rows.push((
@@ -512,13 +528,28 @@ impl Drop for ChildServer {
 }
 
 /// How long a proxy is given after a load run to finish the run's work (Wireline stores a
-/// call's audit event up to 10 ms after its reply) before its CPU time is read.
+/// call's audit event up to `[events] audit_flush`, 50 ms by default, after its reply) before its
+/// CPU time is read.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// CPU time (user + system, all threads) process `pid` has used so far, from `/proc/PID/stat`.
-/// Linux counts it in ticks of 10 ms, so a run of 20,000 requests reads to within 0.5 us per
-/// request (each end of it to within a tick).
-pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+/// CPU time process `pid` has used so far (all threads), from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuTime {
+    /// In the process's own code.
+    pub user: Duration,
+    /// In the kernel on its behalf (for a proxy: mostly loopback TCP and waking the peers).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    pub(crate) fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// Linux counts CPU time in ticks of 10 ms, so a run of 20,000 requests reads to within
+/// 0.5 us per request (each end of it to within a tick).
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .context("CPU accounting reads /proc (Linux)")?;
     // The command name (field 2) may hold spaces; the fields after its `)` are plain.
@@ -536,7 +567,10 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
             .context("a /proc stat line with fewer fields than Linux writes")?
             .parse()?)
     };
-    let ticks = field(11)? + field(12)?;
     // USER_HZ is 100 on every Linux architecture Rust targets.
-    Ok(Duration::from_millis(ticks * 10))
+    let ticks = |count: u64| Duration::from_millis(count * 10);
+    Ok(CpuTime {
+        user: ticks(field(11)?),
+        system: ticks(field(12)?),
+    })
 }
