@@ -87,6 +87,8 @@ fn alert(
 /// The background recorder.
 pub(crate) struct Recorder {
     sender: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    /// Set by [`Recorder::shutdown`]: the task stops gathering and writes what it has.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Call metrics per service, registered on first use.
     metrics: Mutex<HashMap<String, ServiceMetrics>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -233,6 +235,7 @@ impl Recorder {
         flush: Duration,
     ) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Record>();
+        let (stop, mut stopping) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             // Gather what arrives within `flush` ([events] audit_flush) and append it as one
             // store job: the lot shares one durable commit (an fsync) and one wake-up of the
@@ -247,9 +250,14 @@ impl Recorder {
             while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
                 // A full batch goes at once (so a backlog drains at full speed); otherwise
                 // sleep, rather than wait on the channel (every call would wake this task
-                // again), and take what came meanwhile.
-                if batch.len() < RECORD_BATCH && !flush.is_zero() {
-                    tokio::time::sleep(flush).await;
+                // again), and take what came meanwhile. A stop cuts the sleep short, so that
+                // `wireline call` or a shutdown never waits out `flush`.
+                if batch.len() < RECORD_BATCH && !flush.is_zero() && !*stopping.borrow() {
+                    tokio::select! {
+                        () = tokio::time::sleep(flush) => {}
+                        // Also ends at once if the Recorder is gone (the sender dropped).
+                        _ = stopping.changed() => {}
+                    }
                     let room = RECORD_BATCH - batch.len();
                     if !receiver.is_empty() {
                         receiver.recv_many(&mut batch, room).await;
@@ -293,6 +301,7 @@ impl Recorder {
         });
         Self {
             sender: Mutex::new(Some(sender)),
+            stop,
             metrics: Mutex::new(HashMap::new()),
             task: Mutex::new(Some(task)),
         }
@@ -484,6 +493,7 @@ impl Recorder {
 
     /// Stops accepting records and waits until every one sent is stored.
     pub(crate) async fn shutdown(&self) {
+        self.stop.send_replace(true);
         if let Ok(mut sender) = self.sender.lock() {
             sender.take();
         }
@@ -506,19 +516,53 @@ mod tests {
 
     use super::*;
 
-    /// A recorder appending to a new SQLite store (kept while the folder lives).
-    fn recorder_on_sqlite() -> (tempfile::TempDir, SqliteStore, Recorder) {
+    /// A recorder appending to a new SQLite store (kept while the folder lives), gathering
+    /// events for `flush`.
+    fn recorder_on_sqlite(flush: Duration) -> (tempfile::TempDir, SqliteStore, Recorder) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
         let client = crate::client::build(None).unwrap();
-        let recorder = Recorder::start(
-            Arc::new(store.clone()),
-            client,
-            None,
-            false,
-            Duration::from_millis(10),
-        );
+        let recorder = Recorder::start(Arc::new(store.clone()), client, None, false, flush);
         (dir, store, recorder)
+    }
+
+    fn ok_execution() -> Execution {
+        Execution {
+            outcome: Outcome::Response(Response {
+                status: 200,
+                headers: Vec::new(),
+                body: bytes::Bytes::new(),
+            }),
+            attempts: 1,
+            replayed: false,
+            fallback: None,
+            queued: Duration::ZERO,
+        }
+    }
+
+    /// An event waits out `flush` ([events] audit_flush) before it is stored; a stop writes
+    /// it at once instead of waiting out the rest (`wireline call` stops right after its one
+    /// call). Paused time: a sleep that ran its course would show as virtual time passing.
+    #[tokio::test(start_paused = true)]
+    async fn events_wait_for_the_flush_and_a_stop_cuts_the_wait_short() {
+        let flush = Duration::from_secs(5);
+        let (_dir, store, recorder) = recorder_on_sqlite(flush);
+        let execution = ok_execution();
+        recorder.call(true, bot_call("/a", &execution, Duration::from_millis(1)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            store.read(Offset::START, 10).await.unwrap().is_empty(),
+            "stored before its flush"
+        );
+        let stopping = tokio::time::Instant::now();
+        recorder.shutdown().await;
+        assert!(
+            stopping.elapsed() < Duration::from_secs(1),
+            "the stop waited out the flush: {:?}",
+            stopping.elapsed()
+        );
+        assert_eq!(store.read(Offset::START, 10).await.unwrap().len(), 1);
+        store.close().await.unwrap();
     }
 
     /// A call by `bot` on `svc`, no operation, breaker closed, no rate limit.
@@ -541,18 +585,8 @@ mod tests {
     #[tokio::test]
     async fn a_backlog_larger_than_a_batch_is_stored_once_each() {
         let calls = RECORD_BATCH * 2 + 100;
-        let (_dir, store, recorder) = recorder_on_sqlite();
-        let execution = Execution {
-            outcome: Outcome::Response(Response {
-                status: 200,
-                headers: Vec::new(),
-                body: bytes::Bytes::new(),
-            }),
-            attempts: 1,
-            replayed: false,
-            fallback: None,
-            queued: Duration::ZERO,
-        };
+        let (_dir, store, recorder) = recorder_on_sqlite(Duration::from_millis(10));
+        let execution = ok_execution();
         for n in 0..calls {
             let path = format!("/v1/things/{n}");
             recorder.call(true, bot_call(&path, &execution, Duration::from_millis(1)));
@@ -573,7 +607,7 @@ mod tests {
     /// `CallData` serializes it, absent values as nulls.
     #[tokio::test]
     async fn a_stored_call_event_is_the_cloudevent_it_stands_for() {
-        let (_dir, store, recorder) = recorder_on_sqlite();
+        let (_dir, store, recorder) = recorder_on_sqlite(Duration::from_millis(10));
         let execution = Execution {
             outcome: Outcome::Failed(Failure::Timeout),
             attempts: 2,
