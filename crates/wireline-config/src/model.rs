@@ -49,7 +49,7 @@ pub struct Config {
     /// Where alerts for a human go.
     #[serde(default)]
     pub alerts: Alerts,
-    /// How events are indexed.
+    /// How events are indexed, encrypted and kept, and how the audit trail writes them.
     #[serde(default)]
     pub events: EventsConfig,
     /// The built-in service emulators (`wireline mock`, `wireline demo`, `wireline test`).
@@ -294,7 +294,7 @@ fn default_fault_retry_after() -> Duration {
     Duration::from_secs(1)
 }
 
-/// `[events]`: indexing of the log.
+/// `[events]`: how events are indexed, encrypted and kept, and how the audit trail writes them.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
@@ -319,12 +319,13 @@ pub struct EventsConfig {
     /// Patterns that overlap all apply (the shortest period wins).
     #[serde(default)]
     pub retention: BTreeMap<String, Retention>,
-    /// How long the audit trail gathers events (one per proxied call, alerts, breaker
-    /// changes) before it writes them to the log in one durable commit. A call's event lands
-    /// at most this much after its reply; a crash (not a clean stop, which writes everything)
-    /// loses at most the events of this last stretch. Shorter is a more complete trail after a
-    /// crash; longer costs less per call under load (a commit covers more calls). `"0s"`
-    /// writes each batch as soon as the one before it is stored.
+    /// How long the audit trail gathers events (one per Direct API call, proxied or a named
+    /// operation, plus alerts and breaker changes) before it writes them to the log in one
+    /// durable commit. A call's event lands about this long after its reply (plus a commit or
+    /// two); a crash loses roughly the events of this last stretch, while a clean stop writes
+    /// everything at once. Shorter is a more complete trail after a crash; longer costs less
+    /// per call under load (a commit covers more calls). `"0s"` writes each batch as soon as
+    /// the one before it is stored. Counted in whole milliseconds; at most `"10s"`.
     #[serde(default = "default_audit_flush")]
     pub audit_flush: Duration,
 }

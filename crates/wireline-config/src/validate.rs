@@ -111,7 +111,7 @@ pub(crate) fn config(config: &Config) -> Found {
             &mut found,
             "events.audit_flush".to_owned(),
             format!(
-                "audit events would wait up to {} before they are stored, and a crash would lose them all; use at most \"10s\" (the default is \"50ms\")",
+                "audit events would wait up to {} before they are stored, and a crash could lose that much of the trail; use at most \"10s\" (the default is \"50ms\")",
                 config.events.audit_flush
             ),
         );

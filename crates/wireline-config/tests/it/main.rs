@@ -46,6 +46,27 @@ fn check_error(text: &str, position: (usize, usize), key_path: &str, fragment: &
 }
 
 #[test]
+fn the_audit_flush_takes_zero_up_to_ten_seconds_and_defaults_to_50ms() {
+    let flush = |text: &str| {
+        load_text(text)
+            .expect("loads")
+            .config
+            .events
+            .audit_flush
+            .get()
+    };
+    assert_eq!(flush(""), std::time::Duration::from_millis(50));
+    assert_eq!(
+        flush("[events]\naudit_flush = \"0s\"\n"),
+        std::time::Duration::ZERO
+    );
+    assert_eq!(
+        flush("[events]\naudit_flush = \"10s\"\n"),
+        std::time::Duration::from_secs(10)
+    );
+}
+
+#[test]
 fn bad_configs_are_located_and_explained() {
     check_error("[server\nlisten = 1", (1, 8), "", "");
     check_error(
