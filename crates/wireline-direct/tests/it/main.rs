@@ -567,27 +567,31 @@ async fn a_reply_in_chunks_arrives_whole_and_one_above_max_response_is_refused()
         r#"["svc:read"]"#,
         "",
     );
+    // 24 bytes in three chunks (exactly the limit); 25 in four; 25 in one.
     mock.script([
-        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":2}"]),
-        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":2,", "\"c\":3}"]),
+        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":\"1234\"}"]),
+        Reply::chunked(&["{\"a\":", "\"hello\",", "\"b\":", "\"12345\"}"]),
+        Reply::json(200, serde_json::json!({"a": "hello", "b": "12345"})),
     ]);
     let reply = w
         .direct
         .proxy(proxy("svc", Method::GET, "small", ""))
         .await
-        .expect("a reply within max_response");
+        .expect("a reply of exactly max_response");
     assert_eq!(reply.status(), 200);
-    assert_eq!(reply.body().as_ref(), br#"{"a":"hello","b":2}"#);
-    let problem = w
-        .direct
-        .proxy(proxy("svc", Method::GET, "large", ""))
-        .await
-        .expect_err("a reply above max_response");
-    assert_eq!(problem.status, 502, "{problem:?}");
-    assert!(
-        problem.detail.contains("max_response (24 bytes)"),
-        "the problem names the limit and its setting: {problem:?}"
-    );
+    assert_eq!(reply.body().as_ref(), br#"{"a":"hello","b":"1234"}"#);
+    for path in ["chunks", "whole"] {
+        let problem = w
+            .direct
+            .proxy(proxy("svc", Method::GET, path, ""))
+            .await
+            .expect_err("a reply above max_response");
+        assert_eq!(problem.status, 502, "{path}: {problem:?}");
+        assert!(
+            problem.detail.contains("max_response (24 bytes)"),
+            "{path}: the problem names the limit and its setting: {problem:?}"
+        );
+    }
 }
 
 #[tokio::test]
