@@ -7,6 +7,7 @@
 //!   code match on data, never on strings.
 //! - [`problem`]: the catalogue of RFC 9457 problem types Wireline answers with.
 //! - [`glob`]: event type patterns such as `stripe.payment_intent.*`.
+//! - [`retry_after`]: the one `Retry-After` parser (seconds and HTTP-date), bounded.
 //!
 //! This crate does no IO and knows no runtime: no tokio, no files, no sockets.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod event;
 pub mod glob;
 pub mod json;
 pub mod problem;
+pub mod retry_after;
 pub mod units;
 
 pub use error::{Origin, Retryable};

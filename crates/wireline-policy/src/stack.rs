@@ -258,15 +258,9 @@ pub fn is_breaker_failure(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504)
 }
 
-/// Parses `Retry-After` in seconds (the HTTP-date form is treated as absent).
+/// The response's `Retry-After`, either form ([`wireline_core::retry_after`]).
 fn retry_after(response: &Response) -> Option<Duration> {
-    let value = response.header("retry-after")?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    wireline_core::retry_after::parse(response.header("retry-after")?, jiff::Timestamp::now())
 }
 
 impl PolicyStack {

@@ -208,8 +208,11 @@ impl Source {
                 );
                 // The provider's Retry-After (429, 503) pushes the next poll back.
                 return Err(
-                    match header(reply.headers(), "retry-after").and_then(|v| v.parse().ok()) {
-                        Some(seconds) => problem.with_retry_after(seconds),
+                    match header(reply.headers(), "retry-after")
+                        .and_then(|v| wireline_core::retry_after::parse(&v, Timestamp::now()))
+                    {
+                        Some(wait) => problem
+                            .with_retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
                         None => problem,
                     },
                 );

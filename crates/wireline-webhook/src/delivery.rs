@@ -628,8 +628,7 @@ impl Worker {
                 error: format!("the endpoint answered {}", response.status),
                 wait_at_least: response
                     .header("retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
+                    .and_then(|v| wireline_core::retry_after::parse(v, Timestamp::now())),
             },
             Outcome::Failed(failure) => Attempt::Failed {
                 wait_at_least: match &failure {

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wireline_core::event::SPEC_VERSION;
 use wireline_core::{Event, Offset, Problem, ProblemKind};
 
 use super::problem::store_unavailable;
@@ -39,31 +38,15 @@ pub(super) fn agent_with(
     Ok(caller.name().to_owned())
 }
 
-/// Checks a structured-mode CloudEvent; the error names the field and the fix.
+/// Checks a structured-mode CloudEvent ([`wireline_core::event::parse_structured`]: required
+/// attributes, their bounds); the error names the attribute and the fix. Attributes only
+/// Wireline sets (`wl*`, `causationid`, `correlationid`) are dropped, so a producer cannot
+/// forge the audit trail.
 fn validate(body: &[u8]) -> Result<Event, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
-        bad(format!("the body is not JSON ({error}); send one CloudEvent in structured mode (application/cloudevents+json)"))
-    })?;
-    let Value::Object(mut fields) = value else {
-        return Err(bad(
-            "the body must be one CloudEvent, a JSON object".to_owned()
-        ));
-    };
-    for name in ["specversion", "id", "source", "type"] {
-        match fields.get(name) {
-            Some(Value::String(text)) if !text.trim().is_empty() => {}
-            Some(_) => return Err(bad(format!("`{name}` must be a non-empty string"))),
-            None => return Err(bad(format!("`{name}` is required (CloudEvents 1.0)"))),
-        }
-    }
-    if fields.get("specversion").and_then(Value::as_str) != Some(SPEC_VERSION) {
-        return Err(bad(format!("`specversion` must be \"{SPEC_VERSION}\"")));
-    }
-    if !fields.contains_key("time") {
-        fields.insert("time".to_owned(), json!(jiff::Timestamp::now()));
-    }
-    serde_json::from_value(Value::Object(fields))
-        .map_err(|error| bad(format!("the event does not fit CloudEvents 1.0: {error}")))
+    let mut event = wireline_core::event::parse_structured(body, jiff::Timestamp::now())
+        .map_err(|error| bad(error.to_string()))?;
+    event.strip_reserved();
+    Ok(event)
 }
 
 /// `POST /v1/events`: 201 with the offset when new, 200 with the original offset when the
