@@ -595,11 +595,11 @@ impl Direct {
         self.watch_rate(caller, runtime)?;
         // The OAuth token: the agent's own app's, or the service's unless the agent has its own key.
         let oauth = runtime.token_source(caller);
-        let mut token = match oauth {
+        let token = match oauth {
             Some(source) => Some(source.token(None).await?),
             None => None,
         };
-        let mut outbound = self.outbound(
+        let outbound = self.outbound(
             caller,
             runtime,
             &target,
@@ -634,21 +634,14 @@ impl Direct {
                 }),
             idempotency_key,
         };
-        let mut execution = execute(runtime, &call, &outbound).await;
-        // A 401 with an OAuth token: refresh once (one refresh for every caller that saw the
-        // same token refused) and try again with the new token.
-        if let (Some(source), Some((_, generation))) = (oauth, &token)
-            && matches!(&execution.outcome, Outcome::Response(response) if response.status == 401)
-        {
-            token = Some(source.token(Some(*generation)).await?);
-            outbound = self.outbound(
-                caller,
-                runtime,
-                &target,
-                call.idempotency_key.as_deref(),
-                token.as_ref().map(|t| &t.0),
-            )?;
-            execution = execute(runtime, &call, &outbound).await;
+        let refresh = oauth
+            .zip(token)
+            .map(|(source, token)| oauth::OnRefused::new(source, token));
+        let mut execution = execute(runtime, &call, &outbound, refresh.as_ref()).await;
+        if let Some(problem) = refresh.and_then(oauth::OnRefused::into_failure) {
+            // The upstream refused the token and no new one could be had: the credential is
+            // the problem, not the request (the 401 was not stored under the key).
+            return Err(problem);
         }
         if execution.wants_fallback() {
             execution = self
@@ -705,7 +698,7 @@ impl Direct {
             };
             let mut alternate_call = call.clone();
             alternate_call.stale_key = None;
-            let execution = execute(alternate_runtime, &alternate_call, &outbound).await;
+            let execution = execute(alternate_runtime, &alternate_call, &outbound, None).await;
             if !execution.wants_fallback() && matches!(execution.outcome, Outcome::Response(_)) {
                 return Execution {
                     fallback: Some(FallbackUsed::Alternate(alternate.clone())),
@@ -745,12 +738,30 @@ impl Direct {
     }
 }
 
-async fn execute(runtime: &Arc<Runtime>, call: &Call, outbound: &Outbound) -> Execution {
+/// Runs `outbound` through the service's stack. With `refresh` (an OAuth token source), an
+/// attempt refused with 401 gets a new token and is sent once more inside the same attempt:
+/// for the idempotency record, the breaker and the retry budget the refresh is invisible, so
+/// a POST never replays the 401 it got before the refresh.
+async fn execute(
+    runtime: &Arc<Runtime>,
+    call: &Call,
+    outbound: &Outbound,
+    refresh: Option<&oauth::OnRefused<'_>>,
+) -> Execution {
     let max_response = runtime.config.max_response.bytes();
     runtime
         .stack
-        .execute(call, |_attempt| {
-            client::send(&runtime.client, outbound, max_response)
+        .execute(call, |_attempt| async move {
+            let Some(refresh) = refresh else {
+                return client::send(&runtime.client, outbound, max_response).await;
+            };
+            let mut request = outbound.clone();
+            let generation = refresh.authorize(&mut request.headers);
+            let response = client::send(&runtime.client, &request, max_response).await?;
+            if response.status != 401 || !refresh.renew(generation, &mut request.headers).await {
+                return Ok(response);
+            }
+            client::send(&runtime.client, &request, max_response).await
         })
         .await
 }
@@ -844,7 +855,7 @@ fn apply_auth(
             let token = oauth_token.ok_or_else(missing)?;
             headers.insert(
                 http::header::AUTHORIZATION,
-                sensitive(format!("Bearer {}", token.expose_secret())).map_err(|_| missing())?,
+                oauth::bearer(token).ok_or_else(missing)?,
             );
         }
     }

@@ -22,14 +22,23 @@ use wireline_config::model::{Grant, OAuth2};
 use wireline_core::{Problem, ProblemKind};
 use wireline_store::Store;
 
-/// Refresh this long before the token expires.
-const SKEW: Duration = Duration::from_secs(60);
+/// Refresh at most this long before the token expires...
+const LONGEST_MARGIN: Duration = Duration::from_secs(60);
+
+/// ...and at most a fifth of its lifetime before. A fixed margin would make every token that
+/// lives a minute or less stale on arrival, and every call would fetch one of its own (a
+/// refresh storm with short-lived tokens); a fifth keeps one token serving every caller for
+/// most of its life, and is still refreshed well before it expires.
+pub(crate) fn refresh_margin(lifetime: Duration) -> Duration {
+    LONGEST_MARGIN.min(lifetime / 5)
+}
 /// The state namespace of rotated refresh tokens (sealed by the encryption wrapper).
 pub(crate) const NAMESPACE: &str = "sealed:oauth";
 
 struct Token {
     access: SecretString,
-    expires_at: Instant,
+    /// When callers stop using it and refresh: [`refresh_margin`] before it expires.
+    refresh_at: Instant,
     /// Counts refreshes, so a forced refresh after a 401 happens once for all waiters.
     generation: u64,
 }
@@ -106,7 +115,7 @@ impl TokenSource {
         // Waiters queue on this lock: the first refreshes, the rest find the new token.
         let mut held = self.token.lock().await;
         if let Some(token) = held.as_ref() {
-            let fresh = Instant::now() + SKEW < token.expires_at;
+            let fresh = Instant::now() < token.refresh_at;
             let refused = after_failure == Some(token.generation);
             if fresh && !refused {
                 return Ok((token.access.clone(), token.generation));
@@ -223,7 +232,8 @@ impl TokenSource {
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
             self.failed("the token endpoint's answer has no access_token".to_owned())
         })?;
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+        // Bounded, so an absurd `expires_in` cannot overflow the clock arithmetic below.
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600).min(366 * 24 * 3600));
         if let Some(rotated) = &parsed.refresh_token {
             // Rotation: the new refresh token replaces the old one at once (the old one may
             // already be revoked by the provider), and durably where it can be sealed.
@@ -255,7 +265,7 @@ impl TokenSource {
         );
         Ok(Token {
             access: SecretString::from(parsed.access_token),
-            expires_at: Instant::now() + lifetime,
+            refresh_at: Instant::now() + lifetime - refresh_margin(lifetime),
             generation,
         })
     }
@@ -309,4 +319,98 @@ pub(crate) fn refresh_data(
     rotated: bool,
 ) -> serde_json::Value {
     json!({ "service": service, "agent": agent, "scopes": scopes, "expires_in": expires_in, "refresh_token_rotated": rotated })
+}
+
+/// One call's view of its OAuth token while the stack runs it: the token its attempts send,
+/// a renewal when the upstream refuses one with 401 (one refresh for every caller that saw
+/// the same token refused), and the problem if no new token could be had.
+pub(crate) struct OnRefused<'a> {
+    source: &'a TokenSource,
+    current: std::sync::Mutex<(SecretString, u64)>,
+    failure: std::sync::Mutex<Option<Problem>>,
+}
+
+impl<'a> OnRefused<'a> {
+    pub(crate) fn new(source: &'a Arc<TokenSource>, token: (SecretString, u64)) -> Self {
+        Self {
+            source,
+            current: std::sync::Mutex::new(token),
+            failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Puts the current token in `headers`; returns its generation.
+    pub(crate) fn authorize(&self, headers: &mut http::HeaderMap) -> u64 {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(value) = bearer(&current.0) {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        current.1
+    }
+
+    /// After a 401 to the token of `generation`: a new token in `headers` (true), or false
+    /// with the failure kept for [`OnRefused::into_failure`].
+    pub(crate) async fn renew(&self, generation: u64, headers: &mut http::HeaderMap) -> bool {
+        match self.source.token(Some(generation)).await {
+            Ok(token) => {
+                let Some(value) = bearer(&token.0) else {
+                    return false;
+                };
+                headers.insert(http::header::AUTHORIZATION, value);
+                *self
+                    .current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+                true
+            }
+            Err(problem) => {
+                *self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(problem);
+                false
+            }
+        }
+    }
+
+    /// Why the token could not be renewed, if it could not.
+    pub(crate) fn into_failure(self) -> Option<Problem> {
+        self.failure
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `Bearer TOKEN` as a header value marked sensitive (kept out of debug output).
+pub(crate) fn bearer(token: &SecretString) -> Option<http::HeaderValue> {
+    let mut value =
+        http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_a_fifth_of_the_lifetime_at_most_a_minute() {
+        for (lifetime, margin) in [
+            (3600, 60_000),
+            (300, 60_000),
+            (60, 12_000),
+            (5, 1_000),
+            (1, 200),
+            (0, 0),
+        ] {
+            assert_eq!(
+                refresh_margin(Duration::from_secs(lifetime)),
+                Duration::from_millis(margin),
+                "a token living {lifetime} s"
+            );
+        }
+    }
 }

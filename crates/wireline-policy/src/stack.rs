@@ -361,9 +361,10 @@ impl PolicyStack {
         let execution = self.limited(call, send).await;
         if let Some((scope, key)) = &keyed {
             let stored = match &execution.outcome {
-                // What the service answered is the outcome of this key, except a 429: the
-                // service refused before doing anything, so a later try may do it.
-                Outcome::Response(response) if response.status != 429 => {
+                // What the service answered is the outcome of this key, except a 401 or a
+                // 429: the service refused before doing anything (who is calling, or not
+                // now), so a later try, with a fixed credential or after the wait, may do it.
+                Outcome::Response(response) if !matches!(response.status, 401 | 429) => {
                     let bytes = idempotency::encode(response, jiff::Timestamp::now());
                     self.store.idempotency_complete(scope, key, &bytes).await
                 }

@@ -881,32 +881,32 @@ async fn oauth_tokens_are_fetched_once_for_a_hundred_concurrent_calls_and_cached
     );
 }
 
+/// Tokens that live a few seconds (inside the old fixed 60 s margin) still serve every
+/// concurrent caller: one token request for 30 calls, not one each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_near_expiry_are_refreshed_first_and_a_401_forces_one_refresh() {
-    // 30 s tokens are inside the 60 s refresh margin: every call refreshes first.
-    let oauth = oauth::start(30, "unused").await;
-    let w = world(
+async fn short_lived_tokens_serve_every_concurrent_caller_and_a_401_forces_one_refresh() {
+    let oauth = oauth::start(5, "unused").await;
+    let w = Arc::new(world(
         &oauth_service(&oauth, "client_credentials", ""),
         r#"["crm:read"]"#,
         "",
-    );
-    for _ in 0..3 {
-        w.direct
-            .proxy(proxy("crm", Method::GET, "contacts/1", ""))
-            .await
-            .expect("reply");
+    ));
+    let calls = (0..30).map(|n| {
+        let w = Arc::clone(&w);
+        tokio::spawn(async move {
+            w.direct
+                .proxy(proxy("crm", Method::GET, &format!("contacts/{n}"), ""))
+                .await
+        })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        assert_eq!(call.expect("joined").expect("reply").status(), 200);
     }
-    assert_eq!(oauth.issuer.requests.lock().expect("lock").len(), 3);
-    let oauth = oauth::start(3600, "unused").await;
-    let w = world(
-        &oauth_service(&oauth, "client_credentials", ""),
-        r#"["crm:read"]"#,
-        "",
+    assert_eq!(
+        oauth.issuer.requests.lock().expect("lock").len(),
+        1,
+        "one 5 s token for 30 concurrent calls"
     );
-    w.direct
-        .proxy(proxy("crm", Method::GET, "contacts/1", ""))
-        .await
-        .expect("first");
     // The provider revokes the token it issued: the next call gets 401, refreshes once, and
     // succeeds with the new token.
     oauth.issuer.valid.lock().expect("lock").clear();
@@ -916,14 +916,80 @@ async fn tokens_near_expiry_are_refreshed_first_and_a_401_forces_one_refresh() {
         .await
         .expect("second");
     assert_eq!(reply.status(), 200);
+    assert_eq!(
+        header(&reply, "wireline-attempts"),
+        Some("1"),
+        "one attempt"
+    );
     assert_eq!(oauth.issuer.requests.lock().expect("lock").len(), 2);
     let calls = oauth.issuer.calls.lock().expect("lock").clone();
     assert_eq!(
         calls.len(),
-        3,
-        "the refused call, then the retry: {calls:?}"
+        32,
+        "30 calls, the refused one, then the retry: {calls:?}"
     );
-    assert_ne!(calls[1], calls[2]);
+    assert_ne!(calls[30], calls[31]);
+}
+
+/// A POST refused with 401 is sent again with a new token inside the same attempt: it is
+/// one execution for its idempotency key, so the agent gets the real answer, an identical
+/// call replays that answer, and a 401 is never stored under a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_with_401_gets_a_new_token_and_its_key_never_holds_the_401() {
+    let oauth = oauth::start(3600, "unused").await;
+    let w = world(
+        &oauth_service(&oauth, "client_credentials", ""),
+        r#"["crm:write"]"#,
+        "",
+    );
+    let note = |text: &str| OperationRequest {
+        caller: bot(),
+        service: "crm".into(),
+        operation: "write_note".into(),
+        params: json!({ "text": text }),
+        idempotency_key: None,
+    };
+    assert_eq!(
+        w.direct
+            .operation(note("first"))
+            .await
+            .expect("reply")
+            .status(),
+        200
+    );
+    oauth.issuer.valid.lock().expect("lock").clear();
+    let reply = w.direct.operation(note("second")).await.expect("reply");
+    assert_eq!(reply.status(), 200, "refreshed and sent again, not the 401");
+    assert_eq!(header(&reply, "idempotent-replayed"), None);
+    let again = w.direct.operation(note("second")).await.expect("reply");
+    assert_eq!(
+        (
+            again.status().as_u16(),
+            header(&again, "idempotent-replayed")
+        ),
+        (200, Some("true")),
+        "the identical call replays the 200"
+    );
+    assert_eq!(oauth.issuer.calls.lock().expect("lock").len(), 3);
+    // No new token to be had: the credential is the problem, and the key stays free.
+    oauth.issuer.valid.lock().expect("lock").clear();
+    *oauth.issuer.revoked.lock().expect("lock") = true;
+    let refused = w
+        .direct
+        .operation(note("third"))
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.kind, ProblemKind::CredentialExpired);
+    *oauth.issuer.revoked.lock().expect("lock") = false;
+    let fixed = w.direct.operation(note("third")).await.expect("reply");
+    assert_eq!(
+        (
+            fixed.status().as_u16(),
+            header(&fixed, "idempotent-replayed")
+        ),
+        (200, None),
+        "once the credential is fixed the same call goes through: no 401 was kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -939,7 +1005,12 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_a_revoked_grant_fails_fa
         "",
     );
     // Each refresh rotates the refresh token; only the newest is accepted by the server.
-    for _ in 0..3 {
+    // After the first call, the provider drops the access tokens it issued, so every call
+    // gets a 401 and refreshes.
+    for round in 0..3 {
+        if round > 0 {
+            oauth.issuer.valid.lock().expect("lock").clear();
+        }
         assert_eq!(
             w.direct
                 .proxy(proxy("crm", Method::GET, "contacts/1", ""))
@@ -959,6 +1030,7 @@ async fn rotated_refresh_tokens_replace_the_old_one_and_a_revoked_grant_fails_fa
         .collect();
     assert_eq!(grants, ["refresh_token", "refresh_token", "refresh_token"]);
     *oauth.issuer.revoked.lock().expect("lock") = true;
+    oauth.issuer.valid.lock().expect("lock").clear();
     let started = std::time::Instant::now();
     let refused = w
         .direct
