@@ -102,13 +102,8 @@ pub async fn send(
     *outgoing.body_mut() = Some(request.body.clone().into());
     let mut response = client.execute(outgoing).await.map_err(classify)?;
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
+    // Taken whole: every value as its bytes, text or not.
+    let headers = std::mem::take(response.headers_mut());
     // A body that comes in one chunk (most API replies) is kept as it is; only a second chunk
     // starts a copy.
     let mut first = Bytes::new();

@@ -17,6 +17,7 @@ pub mod anomaly;
 pub mod client;
 mod oauth;
 pub mod operations;
+pub mod providers;
 mod record;
 pub mod target;
 
@@ -184,7 +185,10 @@ fn policy_config(name: &str, service: &Service) -> PolicyConfig {
         stale_for: service.stale_for.map(|d| d.get()),
         static_fallback: service.fallback_response.as_ref().map(|r| Response {
             status: r.status,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: HeaderMap::from_iter([(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )]),
             body: serde_json::to_vec(&r.body).unwrap_or_default().into(),
         }),
     }
@@ -217,7 +221,8 @@ impl Direct {
                 move |signal| {
                     sink.signal(&service_name, signal);
                 },
-            );
+            )
+            .with_hints(Arc::new(providers::Known));
             let agent_credentials: BTreeMap<String, Auth> = config
                 .agents
                 .iter()
@@ -868,14 +873,11 @@ fn reply(service: &str, config: &Service, execution: Execution) -> Result<Reply,
         Outcome::Response(response) => {
             let mut builder = http::Response::builder().status(response.status);
             if let Some(headers) = builder.headers_mut() {
-                for (name, value) in &response.headers {
-                    if DROPPED.contains(&name.as_str()) {
-                        continue;
-                    }
-                    if let (Ok(name), Ok(value)) = (
-                        HeaderName::try_from(name.as_str()),
-                        HeaderValue::from_str(value),
-                    ) {
+                // Values go as the upstream sent them, bytes and all (obs-text included).
+                for (name, value) in response.headers {
+                    if let Some(name) = name
+                        && !DROPPED.contains(&name.as_str())
+                    {
                         headers.append(name, value);
                     }
                 }

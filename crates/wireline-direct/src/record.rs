@@ -530,7 +530,7 @@ mod tests {
         Execution {
             outcome: Outcome::Response(Response {
                 status: 200,
-                headers: Vec::new(),
+                headers: http::HeaderMap::new(),
                 body: bytes::Bytes::new(),
             }),
             attempts: 1,

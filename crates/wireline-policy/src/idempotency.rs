@@ -39,16 +39,37 @@ pub fn derived_key(agent: &str, service: &str, operation: &str, canonical_params
 #[derive(Serialize, Deserialize)]
 struct Stored {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Value)>,
     body: String,
     at_ms: i64,
+}
+
+/// A stored header value: text as it is (what records written before bytes were kept hold
+/// too), bytes that are not UTF-8 in base64.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Value {
+    Text(String),
+    Bytes { base64: String },
 }
 
 /// Encodes a response for the store, with the time it was received.
 pub fn encode(response: &Response, at: jiff::Timestamp) -> Vec<u8> {
     let stored = Stored {
         status: response.status,
-        headers: response.headers.clone(),
+        headers: response
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value.to_str() {
+                    Ok(text) => Value::Text(text.to_owned()),
+                    Err(_) => Value::Bytes {
+                        base64: STANDARD.encode(value.as_bytes()),
+                    },
+                };
+                (name.as_str().to_owned(), value)
+            })
+            .collect(),
         body: STANDARD.encode(&response.body),
         at_ms: at.as_millisecond(),
     };
@@ -60,10 +81,20 @@ pub fn decode(bytes: &[u8]) -> Option<(Response, jiff::Timestamp)> {
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
     let body = STANDARD.decode(stored.body).ok()?;
     let at = jiff::Timestamp::from_millisecond(stored.at_ms).ok()?;
+    let mut headers = http::HeaderMap::with_capacity(stored.headers.len());
+    for (name, value) in stored.headers {
+        let value = match value {
+            Value::Text(text) => http::HeaderValue::from_str(&text).ok()?,
+            Value::Bytes { base64 } => {
+                http::HeaderValue::from_bytes(&STANDARD.decode(base64).ok()?).ok()?
+            }
+        };
+        headers.append(http::HeaderName::from_bytes(name.as_bytes()).ok()?, value);
+    }
     Some((
         Response {
             status: stored.status,
-            headers: stored.headers,
+            headers,
             body: body.into(),
         },
         at,
@@ -85,15 +116,30 @@ mod tests {
     }
 
     #[test]
-    fn stored_responses_round_trip() {
+    fn stored_responses_round_trip_with_bytes_that_are_not_text() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.append(
+            "x-raw",
+            http::HeaderValue::from_bytes(b"caf\xe9").expect("obs-text"),
+        );
+        headers.append("x-raw", http::HeaderValue::from_static("second"));
         let response = Response {
             status: 201,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers,
             body: b"{\"id\":1}".to_vec().into(),
         };
         let at = jiff::Timestamp::from_second(1_700_000_000).expect("time");
         let (back, when) = decode(&encode(&response, at)).expect("decodes");
         assert_eq!(back, response);
         assert_eq!(when, at);
+        // A record written before header bytes were kept still reads.
+        let old =
+            br#"{"status":200,"headers":[["content-type","text/plain"]],"body":"aGk=","at_ms":1}"#;
+        let (back, _) = decode(old).expect("old format");
+        assert_eq!(back.header("content-type"), Some("text/plain"));
     }
 }

@@ -9,16 +9,20 @@
 //! each layer's place written beside it; the Direct API proxy, the poller and the delivery of
 //! events to agents all call that function instead of re-implementing any of it.
 //!
-//! What this crate does not do: HTTP. It sees an attempt as a future that yields a status,
-//! headers and a body, or an error that says whether the request reached the other side.
+//! What this crate does not do: connections. It sees an attempt as a future that yields a
+//! status, headers (`http::HeaderMap`, bytes as received) and a body, or an error that says
+//! whether the request reached the other side. What a provider says in its own headers
+//! (Stripe's retry advice, rate-limit usage) comes from [`hints`], given by the caller.
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod hints;
 pub mod idempotency;
 pub mod limiter;
 pub mod retry;
 pub mod stack;
 
+pub use hints::{Hints, NoHints};
 pub use stack::{
     AttemptError, Call, Execution, Failure, FallbackUsed, Outcome, PolicyConfig, PolicyStack,
     Response, Signal,

@@ -201,13 +201,9 @@ impl Limiter {
         usage
     }
 
-    /// Reads the provider's own usage report from response headers; returns an alert when it
-    /// crosses 80 %.
-    pub fn observe_headers<'a>(
-        &self,
-        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Option<UsageAlert> {
-        let ratio = provider_usage(headers)?;
+    /// Records the provider's own report of its usage (from [`crate::Hints::usage`]);
+    /// returns an alert when it crosses 80 %.
+    pub fn observe_usage(&self, ratio: f64) -> Option<UsageAlert> {
         if let Ok(mut guard) = self.provider_ratio.lock() {
             *guard = Some(ratio);
         }
@@ -265,54 +261,6 @@ fn hysteresis(usage: &mut Usage, ratio: f64) -> bool {
     } else {
         false
     }
-}
-
-/// The used share a provider reports in its headers, if it does.
-///
-/// `X-RateLimit-Limit`/`-Remaining` (GitHub, SendGrid, many), `RateLimit-Limit`/`-Remaining`
-/// (IETF draft), HubSpot's `X-HubSpot-RateLimit-Max`/`-Remaining`, Salesforce's
-/// `Sforce-Limit-Info: api-usage=USED/MAX`. Stripe and Slack send none: local counts serve.
-pub fn provider_usage<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<f64> {
-    let mut limit = None;
-    let mut remaining = None;
-    let mut best: Option<f64> = None;
-    for (name, value) in headers {
-        let value = value.trim();
-        match name.to_ascii_lowercase().as_str() {
-            "x-ratelimit-limit" | "ratelimit-limit" | "x-hubspot-ratelimit-max" => {
-                limit = value
-                    .split([',', ';'])
-                    .next()
-                    .and_then(|v| v.trim().parse::<f64>().ok());
-            }
-            "x-ratelimit-remaining" | "ratelimit-remaining" | "x-hubspot-ratelimit-remaining" => {
-                remaining = value
-                    .split([',', ';'])
-                    .next()
-                    .and_then(|v| v.trim().parse::<f64>().ok());
-            }
-            "sforce-limit-info" => {
-                let usage = value
-                    .split(',')
-                    .find_map(|part| part.trim().strip_prefix("api-usage="));
-                if let Some((used, max)) = usage.and_then(|u| u.split_once('/'))
-                    && let (Ok(used), Ok(max)) =
-                        (used.trim().parse::<f64>(), max.trim().parse::<f64>())
-                    && max > 0.0
-                {
-                    best = Some(best.map_or(used / max, |b: f64| b.max(used / max)));
-                }
-            }
-            _ => {}
-        }
-    }
-    if let (Some(limit), Some(remaining)) = (limit, remaining)
-        && limit > 0.0
-    {
-        let ratio = (limit - remaining).max(0.0) / limit;
-        best = Some(best.map_or(ratio, |b| b.max(ratio)));
-    }
-    best
 }
 
 #[cfg(test)]
@@ -410,42 +358,11 @@ mod tests {
     }
 
     #[test]
-    fn provider_headers_report_usage() {
-        let check = |headers: &[(&str, &str)], expected: Option<f64>| {
-            let got = provider_usage(headers.iter().copied());
-            assert_eq!(
-                got.map(|r| (r * 1000.0).round() / 1000.0),
-                expected,
-                "{headers:?}"
-            );
-        };
-        check(
-            &[
-                ("X-RateLimit-Limit", "5000"),
-                ("X-RateLimit-Remaining", "900"),
-            ],
-            Some(0.82),
-        );
-        check(
-            &[("RateLimit-Limit", "100"), ("RateLimit-Remaining", "50")],
-            Some(0.5),
-        );
-        check(
-            &[
-                ("X-HubSpot-RateLimit-Max", "100"),
-                ("X-HubSpot-RateLimit-Remaining", "10"),
-            ],
-            Some(0.9),
-        );
-        check(&[("Sforce-Limit-Info", "api-usage=4100/5000")], Some(0.82));
-        check(&[("Request-Id", "req_1")], None);
+    fn provider_reports_alert_once_past_80_percent() {
         let limiter = limiter(&["10/s"], 0.0, 0);
-        let alert =
-            limiter.observe_headers([("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "1")]);
+        let alert = limiter.observe_usage(0.9);
         assert_eq!(alert.map(|a| a.window), Some("provider".to_owned()));
-        assert_eq!(
-            limiter.observe_headers([("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "0")]),
-            None
-        );
+        assert_eq!(limiter.observe_usage(1.0), None);
+        assert!(limiter.usage(Instant::now()).contains(&("provider", 1.0)));
     }
 }

@@ -28,6 +28,7 @@ use tracing::debug;
 use wireline_store::{IdempotencyClaim, Store};
 
 use crate::breaker::{Admission, Breaker, BreakerState, Transition};
+use crate::hints::{Hints, NoHints};
 use crate::idempotency;
 use crate::limiter::{Limiter, LimiterConfig, UsageAlert};
 use crate::retry::{BudgetConfig, RetryBudget, backoff_cap, full_jitter};
@@ -37,19 +38,17 @@ use crate::retry::{BudgetConfig, RetryBudget, backoff_cap, full_jitter};
 pub struct Response {
     /// HTTP status.
     pub status: u16,
-    /// Headers, in order; names lower-case.
-    pub headers: Vec<(String, String)>,
+    /// Headers as received: values are bytes, and a value that is not UTF-8 is kept as it is
+    /// (a relayed reply reaches the agent unchanged).
+    pub headers: http::HeaderMap,
     /// The body.
     pub body: Bytes,
 }
 
 impl Response {
-    /// The first header named `name` (lower-case).
+    /// The first header named `name`, if it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
@@ -251,6 +250,7 @@ pub struct PolicyStack {
     service_limiter: Option<Limiter>,
     agent_limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     signals: SignalSink,
+    hints: Arc<dyn Hints>,
 }
 
 /// 500, 502, 503, 504: the statuses that count against the breaker (and may be retried).
@@ -278,7 +278,14 @@ impl PolicyStack {
             config,
             store,
             signals: Arc::new(signals),
+            hints: Arc::new(NoHints),
         }
+    }
+
+    /// The same stack, reading what the provider says in its headers through `hints`.
+    pub fn with_hints(mut self, hints: Arc<dyn Hints>) -> Self {
+        self.hints = hints;
+        self
     }
 
     /// The policies this stack runs.
@@ -472,12 +479,8 @@ impl PolicyStack {
                     let failure = is_breaker_failure(response.status);
                     self.record(after, !failure);
                     if let Some(limiter) = &self.service_limiter
-                        && let Some(alert) = limiter.observe_headers(
-                            response
-                                .headers
-                                .iter()
-                                .map(|(n, v)| (n.as_str(), v.as_str())),
-                        )
+                        && let Some(ratio) = self.hints.usage(&response.headers)
+                        && let Some(alert) = limiter.observe_usage(ratio)
                     {
                         self.signal(Signal::Usage { agent: None, alert });
                     }
@@ -487,13 +490,11 @@ impl PolicyStack {
                     {
                         limiter.block_until(after + wait);
                     }
-                    let should_retry = response
-                        .header("stripe-should-retry")
-                        .map(|v| v.trim().to_ascii_lowercase());
-                    let retryable = match should_retry.as_deref() {
-                        Some("false") => false,
-                        Some("true") => may_retry,
-                        _ => may_retry && (response.status == 429 || failure),
+                    // The provider's own advice wins over the status; it never makes an
+                    // unsafe request retryable.
+                    let retryable = match self.hints.should_retry(&response) {
+                        Some(advice) => may_retry && advice,
+                        None => may_retry && (response.status == 429 || failure),
                     };
                     (Outcome::Response(response), retryable, hint)
                 }

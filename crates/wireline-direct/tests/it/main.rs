@@ -826,6 +826,55 @@ async fn a_call_rate_spike_raises_one_anomaly_alert_and_throttles_the_agent() {
     );
 }
 
+/// Header values that are not UTF-8 (obs-text, as old servers send in `Content-Disposition`
+/// or custom headers) reach the agent byte for byte, also when replayed under a key.
+#[tokio::test]
+async fn response_headers_that_are_not_utf8_are_relayed_as_bytes() {
+    let mock = Mock::start().await;
+    let w = world(
+        &service("acme", &mock, ""),
+        r#"["acme:read", "acme:write"]"#,
+        "",
+    );
+    let raw: &[u8] = b"attachment; filename=\"caf\xe9.pdf\"";
+    mock.script([
+        Reply::status(201).raw_header("content-disposition", raw),
+        Reply::status(201).raw_header("content-disposition", raw),
+    ]);
+    let reply = w
+        .direct
+        .proxy(proxy("acme", Method::GET, "files/1", ""))
+        .await
+        .expect("reply");
+    assert_eq!(
+        reply
+            .headers()
+            .get("content-disposition")
+            .map(HeaderValue::as_bytes),
+        Some(raw)
+    );
+    let mut keyed = proxy("acme", Method::POST, "files", "{}");
+    keyed
+        .headers
+        .insert("idempotency-key", HeaderValue::from_static("file-1"));
+    let first = w.direct.proxy(keyed).await.expect("reply");
+    let mut again = proxy("acme", Method::POST, "files", "{}");
+    again
+        .headers
+        .insert("idempotency-key", HeaderValue::from_static("file-1"));
+    let replayed = w.direct.proxy(again).await.expect("replay");
+    assert_eq!(header(&replayed, "idempotent-replayed"), Some("true"));
+    for reply in [&first, &replayed] {
+        assert_eq!(
+            reply
+                .headers()
+                .get("content-disposition")
+                .map(HeaderValue::as_bytes),
+            Some(raw)
+        );
+    }
+}
+
 fn oauth_service(world: &oauth::OAuthWorld, grant: &str, extra: &str) -> String {
     format!(
         "[services.crm]\nbase_url = \"{url}/v1\"\nretry = {{ attempts = 1 }}\nauth = {{ oauth2 = {{ token_url = \"{url}/oauth/token\", client_id = \"wireline-app\", client_secret = \"${{env:SERVICE_KEY}}\", grant = \"{grant}\"{extra} }} }}\n\

@@ -31,7 +31,7 @@ impl Seen {
 #[derive(Debug, Clone)]
 pub struct Reply {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     body: String,
     /// Sent as these chunks (chunked transfer encoding) instead of `body`.
     chunks: Vec<String>,
@@ -42,7 +42,7 @@ impl Reply {
     pub fn status(status: u16) -> Self {
         Self {
             status,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
             body: format!("{{\"status\":{status}}}"),
             chunks: Vec::new(),
             delay: Duration::ZERO,
@@ -57,7 +57,12 @@ impl Reply {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.raw_header(name, value.as_bytes())
+    }
+
+    /// A header whose value is these bytes (not necessarily UTF-8).
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Self {
+        self.headers.push((name.into(), value.to_vec()));
         self
     }
 
@@ -123,7 +128,7 @@ async fn handle(
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (
             axum::http::HeaderName::try_from(name),
-            axum::http::HeaderValue::from_str(&value),
+            axum::http::HeaderValue::from_bytes(&value),
         ) {
             response.headers_mut().insert(name, value);
         }

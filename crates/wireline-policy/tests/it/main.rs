@@ -54,7 +54,12 @@ impl Upstream {
                 status,
                 headers: headers
                     .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .map(|(n, v)| {
+                        (
+                            http::HeaderName::from_static(n),
+                            http::HeaderValue::from_static(v),
+                        )
+                    })
                     .collect(),
                 body: format!("{{\"status\":{status}}}").into(),
             }),
@@ -65,6 +70,19 @@ impl Upstream {
 
     fn calls(&self) -> Vec<Instant> {
         self.calls.lock().expect("lock").clone()
+    }
+}
+
+/// A provider that gives its retry advice in `x-retry-advice: yes|no`.
+struct Advice;
+
+impl wireline_policy::Hints for Advice {
+    fn should_retry(&self, response: &Response) -> Option<bool> {
+        match response.header("x-retry-advice")? {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        }
     }
 }
 
@@ -83,7 +101,8 @@ fn harness(configure: impl FnOnce(&mut PolicyConfig)) -> Harness {
     let sink = Arc::clone(&signals);
     let stack = PolicyStack::new(config, Arc::new(store), move |signal| {
         sink.lock().expect("lock").push(signal)
-    });
+    })
+    .with_hints(Arc::new(Advice));
     Harness {
         stack,
         signals,
@@ -201,11 +220,26 @@ async fn only_safe_requests_are_retried() {
         2,
         "a POST with an idempotency key is retried"
     );
-    let upstream = Upstream::new(vec![Step::Status(500, &[("stripe-should-retry", "false")])]);
+    let upstream = Upstream::new(vec![Step::Status(500, &[("x-retry-advice", "no")])]);
     assert_eq!(
         run(&h, &get(), &upstream).await.attempts,
         1,
-        "Stripe-Should-Retry: false stops"
+        "the provider's advice against a retry stops"
+    );
+    let upstream = Upstream::new(vec![
+        Step::Status(409, &[("x-retry-advice", "yes")]),
+        Step::Status(200, &[]),
+    ]);
+    assert_eq!(
+        run(&h, &get(), &upstream).await.attempts,
+        2,
+        "the provider's advice for a retry wins over a 4xx"
+    );
+    let upstream = Upstream::new(vec![Step::Status(409, &[("x-retry-advice", "yes")])]);
+    assert_eq!(
+        run(&h, &post(), &upstream).await.attempts,
+        1,
+        "advice never makes an unsafe request retryable"
     );
     let upstream = Upstream::new(vec![Step::Status(404, &[])]);
     assert_eq!(run(&h, &get(), &upstream).await.attempts, 1, "4xx is final");
