@@ -56,7 +56,7 @@ impl Reply {
         }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub fn header(self, name: &str, value: &str) -> Self {
         self.raw_header(name, value.as_bytes())
     }
 
