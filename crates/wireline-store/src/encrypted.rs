@@ -10,7 +10,13 @@
 //! Keyed state in namespaces starting with `sealed:` (OAuth refresh tokens) is sealed too.
 //!
 //! A sealed event keeps its envelope and carries `wlencrypted` in place of `data` (and of
-//! `data_base64` / `wlrawbody64`); opening restores those fields with their exact bytes.
+//! `data_base64` / `wlrawbody64`); opening restores those fields with their exact bytes. A
+//! sealed single field becomes `{"wlsealed": "wl1:..."}`, and the event lists the paths it
+//! sealed in the envelope attribute `wlsealedpaths`. Both markers are attributes Wireline
+//! owns (producers cannot set `wl*` attributes, and payloads sit below `data`), so a payload
+//! that happens to contain `{"wlsealed": ...}` is stored and read back unchanged: only listed
+//! paths are opened. (Events sealed before the list existed have none; their markers are
+//! opened where they authenticate under a configured key, and left alone where they do not.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +42,8 @@ pub const SEALED_NAMESPACE: &str = "sealed:";
 const SEALED_FIELD: &str = "wlsealed";
 /// The field holding a sealed payload.
 const SEALED: &str = "wlencrypted";
+/// The envelope attribute listing the dotted paths of sealed single fields.
+const SEALED_PATHS: &str = "wlsealedpaths";
 
 /// Keys by id; one of them seals.
 pub struct Cipher {
@@ -166,45 +174,75 @@ impl<S> EncryptedStore<S> {
     fn seal_fields(&self, body: &str, paths: &[&String]) -> Result<String, StoreError> {
         let corrupt = |error: serde_json::Error| StoreError::Corrupt(error.to_string());
         let mut event: serde_json::Value = serde_json::from_str(body).map_err(corrupt)?;
-        let mut sealed_any = false;
+        let mut sealed = Vec::new();
         for path in paths {
-            let pointer = format!("/{}", path.replace('.', "/"));
-            if let Some(field) = event.pointer_mut(&pointer) {
+            if let Some(field) = event.pointer_mut(&pointer(path)) {
                 let plaintext = serde_json::to_vec(field).map_err(corrupt)?;
                 *field = serde_json::json!({ SEALED_FIELD: self.cipher.seal(&plaintext)? });
-                sealed_any = true;
+                sealed.push(path.as_str());
             }
         }
-        if !sealed_any {
+        if sealed.is_empty() {
             return Ok(body.to_owned());
+        }
+        if let Some(envelope) = event.as_object_mut() {
+            envelope.insert(SEALED_PATHS.to_owned(), serde_json::json!(sealed));
         }
         serde_json::to_string(&event).map_err(corrupt)
     }
 
-    /// Opens every `{"wlsealed": ...}` field in `value`, recursively.
-    fn open_fields(&self, value: &mut serde_json::Value) -> Result<(), StoreError> {
+    /// Opens the sealed single fields of `event`: the paths its `wlsealedpaths` lists, each
+    /// of which must open; for an event sealed before the list existed, every
+    /// `{"wlsealed": ...}` object that authenticates under a configured key.
+    fn open_fields(&self, event: &mut serde_json::Value) -> Result<(), StoreError> {
+        let listed = event
+            .as_object_mut()
+            .and_then(|envelope| envelope.remove(SEALED_PATHS));
+        let Some(listed) = listed else {
+            self.open_legacy_fields(event);
+            return Ok(());
+        };
+        let paths: Vec<String> = serde_json::from_value(listed)
+            .map_err(|_| StoreError::Corrupt(format!("{SEALED_PATHS} is not a list of paths")))?;
+        for path in paths {
+            let field = event.pointer_mut(&pointer(&path)).ok_or_else(|| {
+                StoreError::Corrupt(format!("the sealed field {path} is missing"))
+            })?;
+            let sealed = field
+                .get(SEALED_FIELD)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| StoreError::Corrupt(format!("the field {path} is not sealed")))?;
+            let plaintext = self.cipher.open(sealed)?;
+            *field = serde_json::from_slice(&plaintext)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens every `{"wlsealed": ...}` object in `value` that authenticates, recursively;
+    /// anything else (a payload's own object of that shape) stays as it is.
+    fn open_legacy_fields(&self, value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
                 if map.len() == 1
                     && let Some(serde_json::Value::String(sealed)) = map.get(SEALED_FIELD)
+                    && let Ok(plaintext) = self.cipher.open(sealed)
+                    && let Ok(opened) = serde_json::from_slice(&plaintext)
                 {
-                    let plaintext = self.cipher.open(sealed)?;
-                    *value = serde_json::from_slice(&plaintext)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    return Ok(());
+                    *value = opened;
+                    return;
                 }
                 for child in map.values_mut() {
-                    self.open_fields(child)?;
+                    self.open_legacy_fields(child);
                 }
             }
             serde_json::Value::Array(items) => {
                 for child in items {
-                    self.open_fields(child)?;
+                    self.open_legacy_fields(child);
                 }
             }
             _ => {}
         }
-        Ok(())
     }
 
     /// Whether events of type `ty` have anything sealed (their payload, or some fields).
@@ -215,6 +253,7 @@ impl<S> EncryptedStore<S> {
 
     /// `body` as stored: whole payload sealed for a sensitive type, else the sensitive paths.
     fn seal_body(&self, event: &Event, body: String) -> Result<String, StoreError> {
+        Self::check_unmarked(&body)?;
         if self.sensitive.iter().any(|glob| glob.matches(&event.ty)) {
             return self.seal_event(&body);
         }
@@ -253,6 +292,26 @@ impl<S> EncryptedStore<S> {
         serde_json::to_string(&fields).map_err(corrupt)
     }
 
+    /// Refuses a body that already carries one of the markers only this wrapper writes: it
+    /// could only come from a producer that got past the API's stripping of `wl*`
+    /// attributes, and would make the event unreadable or misread.
+    fn check_unmarked(body: &str) -> Result<(), StoreError> {
+        if !body.contains("\"wlencrypted\"") && !body.contains("\"wlsealedpaths\"") {
+            return Ok(());
+        }
+        let fields: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(body).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        match [SEALED, SEALED_PATHS]
+            .iter()
+            .find(|name| fields.contains_key(**name))
+        {
+            Some(name) => Err(StoreError::Corrupt(format!(
+                "the event carries the attribute {name}, which only Wireline sets; drop it"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn open_event(&self, mut stored: StoredEvent) -> Result<StoredEvent, StoreError> {
         if stored.body.contains("\"wlsealed\"") {
             let mut event: serde_json::Value = serde_json::from_str(&stored.body)
@@ -280,6 +339,26 @@ impl<S> EncryptedStore<S> {
     }
 }
 
+impl<S> EncryptedStore<S> {
+    /// A value of a `sealed:` namespace, opened. One written before such namespaces were
+    /// sealed is plaintext (no `wl1:` prefix) and comes back as it is; the next write seals
+    /// it.
+    fn open_state(&self, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        match std::str::from_utf8(&value) {
+            Ok(text) if text.starts_with("wl1:") => self.cipher.open(text),
+            _ => Ok(value),
+        }
+    }
+}
+
+/// A dotted path (`data.object.email`) as a JSON pointer.
+fn pointer(path: &str) -> String {
+    format!(
+        "/{}",
+        path.replace('~', "~0").replace('/', "~1").replace('.', "/")
+    )
+}
+
 #[async_trait]
 impl<S: Store> EventLog for EncryptedStore<S> {
     async fn append_json(
@@ -296,6 +375,9 @@ impl<S: Store> EventLog for EncryptedStore<S> {
         // Most batches (the audit trail's) hold nothing to seal: pass them on as they are
         // rather than copy every event to change none.
         if !events.iter().any(|new| self.seals(&new.event.ty)) {
+            for new in events {
+                Self::check_unmarked(&new.body)?;
+            }
             return self.inner.append_many(events).await;
         }
         let sealed = events
@@ -398,6 +480,13 @@ impl<S: Store> StateStore for EncryptedStore<S> {
         value: &[u8],
         expires: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        if namespace.starts_with(SEALED_NAMESPACE) {
+            let sealed = self.cipher.seal(value)?;
+            return self
+                .inner
+                .put(namespace, key, sealed.as_bytes(), expires)
+                .await;
+        }
         self.inner.put(namespace, key, value, expires).await
     }
 
@@ -407,7 +496,13 @@ impl<S: Store> StateStore for EncryptedStore<S> {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(namespace, key, now).await
+        let value = self.inner.get(namespace, key, now).await?;
+        match value {
+            Some(value) if namespace.starts_with(SEALED_NAMESPACE) => {
+                self.open_state(value).map(Some)
+            }
+            other => Ok(other),
+        }
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
@@ -420,7 +515,14 @@ impl<S: Store> StateStore for EncryptedStore<S> {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.list(namespace, now, limit).await
+        let listed = self.inner.list(namespace, now, limit).await?;
+        if !namespace.starts_with(SEALED_NAMESPACE) {
+            return Ok(listed);
+        }
+        listed
+            .into_iter()
+            .map(|(key, value)| Ok((key, self.open_state(value)?)))
+            .collect()
     }
 
     async fn write_batch(
@@ -428,6 +530,23 @@ impl<S: Store> StateStore for EncryptedStore<S> {
         changes: Vec<Change>,
         offset: Option<(String, Offset)>,
     ) -> Result<(), StoreError> {
+        let changes = changes
+            .into_iter()
+            .map(|change| match change {
+                Change::Put {
+                    namespace,
+                    key,
+                    value,
+                    expires,
+                } if namespace.starts_with(SEALED_NAMESPACE) => Ok(Change::Put {
+                    value: self.cipher.seal(&value)?.into_bytes(),
+                    namespace,
+                    key,
+                    expires,
+                }),
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.inner.write_batch(changes, offset).await
     }
 

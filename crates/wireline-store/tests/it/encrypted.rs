@@ -213,3 +213,94 @@ async fn single_fields_can_be_sealed_leaving_the_rest_readable() {
         "fields not listed stay readable"
     );
 }
+
+/// Values of `sealed:` namespaces (rotated OAuth refresh tokens) are ciphertext in the file,
+/// through `put`, `write_batch`, `get` and `list` alike; a value stored before they were
+/// sealed still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_namespaces_are_ciphertext_on_disk() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = SqliteStore::open(&dir.path().join("w.db")).expect("open");
+    sqlite
+        .put("sealed:oauth", "legacy", b"rt-plain-from-before", None)
+        .await
+        .expect("put");
+    let store = EncryptedStore::new(sqlite.clone(), cipher("k1", &[("k1", 4)]), Vec::new());
+    store
+        .put("sealed:oauth", "crm", b"rt-rotated-secret-1", None)
+        .await
+        .expect("put");
+    store
+        .write_batch(
+            vec![wireline_store::Change::Put {
+                namespace: "sealed:oauth".into(),
+                key: "crm:bot".into(),
+                value: b"rt-rotated-secret-2".to_vec(),
+                expires: None,
+            }],
+            None,
+        )
+        .await
+        .expect("batch");
+    let now = jiff::Timestamp::now();
+    assert_eq!(
+        store.get("sealed:oauth", "crm", now).await.expect("get"),
+        Some(b"rt-rotated-secret-1".to_vec())
+    );
+    assert_eq!(
+        store.get("sealed:oauth", "legacy", now).await.expect("get"),
+        Some(b"rt-plain-from-before".to_vec())
+    );
+    let listed = store.list("sealed:oauth", now, 10).await.expect("list");
+    assert_eq!(
+        listed,
+        [
+            ("crm".to_owned(), b"rt-rotated-secret-1".to_vec()),
+            ("crm:bot".to_owned(), b"rt-rotated-secret-2".to_vec()),
+            ("legacy".to_owned(), b"rt-plain-from-before".to_vec()),
+        ]
+    );
+    store.close().await.expect("close");
+    let raw = raw_files(dir.path());
+    assert!(
+        !contains(&raw, "rt-rotated-secret"),
+        "a rotated token in plaintext"
+    );
+}
+
+/// Only the paths an event lists as sealed are opened: a payload of its own that holds an
+/// object shaped like a sealed field reads back unchanged, and a body that claims Wireline's
+/// markers at the top is refused at append instead of poisoning later reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_paths_are_opened_and_forged_markers_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = SqliteStore::open(&dir.path().join("w.db")).expect("open");
+    let store =
+        EncryptedStore::new(sqlite, cipher("k1", &[("k1", 5)]), Vec::new()).with_paths(vec![(
+            "app.*".parse().expect("glob"),
+            vec!["data.secret".to_owned()],
+        )]);
+    let data = serde_json::json!({"secret": "s3cr3t", "mine": {"wlsealed": "wl1:k1:bogus"}, "list": [{"wlsealed": "x"}]});
+    let event = Event::new("a1", "app", "app.x", jiff::Timestamp::now(), data.clone());
+    store.append("a1", &event).await.expect("append");
+    let plain = Event::new(
+        "a2",
+        "other",
+        "other.x",
+        jiff::Timestamp::now(),
+        data.clone(),
+    );
+    store.append("a2", &plain).await.expect("append");
+    let read = store.read(Offset::START, 10).await.expect("read");
+    assert_eq!(read.len(), 2);
+    for stored in &read {
+        assert_eq!(stored.event().expect("event").data, Some(data.clone()));
+    }
+    let mut forged = Event::new("a3", "app", "other.y", jiff::Timestamp::now(), data);
+    forged
+        .extensions
+        .insert("wlencrypted".into(), serde_json::json!("wl1:k1:AAAA"));
+    let refused = store.append("a3", &forged).await.expect_err("refused");
+    assert!(refused.to_string().contains("wlencrypted"), "{refused}");
+    assert_eq!(store.read(Offset::START, 10).await.expect("read").len(), 2);
+}
