@@ -568,6 +568,12 @@ pub struct Service {
     /// Each agent's own limit on this service, same form as `rate_limit`.
     #[serde(default)]
     pub agent_rate_limit: Option<RateLimit>,
+    /// At most this many calls back to back in the shortest `rate_limit` window, the rest
+    /// spaced evenly over it. Unset: a whole window's worth may go at once. Either way no
+    /// window ever holds more than its limit (a window limit means at most N calls in any
+    /// window of that length, as providers count).
+    #[serde(default)]
+    pub burst: Option<u32>,
     /// Share of the rate limit kept unused (0.1 keeps 10 % for other clients and skew).
     #[serde(default = "default_headroom")]
     pub headroom: f64,

@@ -163,6 +163,7 @@ fn policy_config(name: &str, service: &Service) -> PolicyConfig {
             windows: windows.0.clone(),
             headroom: service.headroom,
             max_wait: service.queue_wait.get(),
+            burst: service.burst,
         })
     };
     PolicyConfig {

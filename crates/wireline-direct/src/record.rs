@@ -104,7 +104,7 @@ pub(crate) struct CallRecord<'a> {
     pub latency: Duration,
     pub breaker: BreakerState,
     /// The service's rate-limit usage per window after the call (`[]` without a limit).
-    pub usage: &'a [(&'a str, f64)],
+    pub usage: &'a [(String, f64)],
 }
 
 /// A new event id: `wl_`, the time in milliseconds (12 hex digits), 80 random bits. Unique as
@@ -382,11 +382,11 @@ impl Recorder {
                     metrics::counter!("wireline_direct_requests_total", "service" => record.service.to_owned(), "agent" => record.agent.to_owned(), "outcome" => outcome)
                 })
                 .increment(1);
-            for &(window, ratio) in record.usage {
+            for (window, ratio) in record.usage {
                 crate::slot(&mut service.usage, window, || {
                     metrics::gauge!("wireline_direct_limiter_usage_ratio", "service" => record.service.to_owned(), "window" => window.to_owned())
                 })
-                .set(ratio);
+                .set(*ratio);
             }
         }
         if let Some(fallback) = &fallback {

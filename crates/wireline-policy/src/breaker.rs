@@ -102,6 +102,15 @@ impl Breaker {
         }
     }
 
+    /// How long an open breaker stays open from `now` (`None` unless open and not yet due for
+    /// its probe). Looking changes nothing.
+    pub fn open_remaining(&self, now: Instant) -> Option<Duration> {
+        match self.state {
+            State::Open { until } if now < until => Some(until - now),
+            _ => None,
+        }
+    }
+
     /// Asks to make a call at `now`. A transition to half-open is returned with the admission.
     pub fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
         match self.state {

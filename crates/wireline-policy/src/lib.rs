@@ -3,8 +3,8 @@
 //!
 //! Each policy is a small state machine in its own file that takes the current time
 //! (`tokio::time::Instant`, so tests pause and advance it instead of sleeping):
-//! [`breaker`], [`retry`] (backoff and the retry budget), [`limiter`] (GCRA via `governor`
-//! on a tokio clock, usage and the 80 % alert). [`idempotency`] has the fingerprints and the
+//! [`breaker`], [`retry`] (backoff and the retry budget), [`limiter`] (at most N calls in
+//! any window, an optional burst limit, usage and the 80 % alert). [`idempotency`] has the fingerprints and the
 //! stored-response format. [`stack`] composes them in one function, with the reason for
 //! each layer's place written beside it; the Direct API proxy, the poller and the delivery of
 //! events to agents all call that function instead of re-implementing any of it.

@@ -4,15 +4,20 @@
 //! 1. **Idempotency** is outermost: a replayed key must cost nothing, no rate-limit permit, no
 //!    attempt, no breaker slot; and the whole outcome of the layers below (after all retries)
 //!    is what gets stored.
-//! 2. **Rate limit** (the service's, then the agent's) comes next: a call waits for its permit
-//!    once, before any attempt. Retries do not take new permits: the retry budget bounds them
-//!    (about 20 % extra), and a 429's `Retry-After` blocks the limiter for everyone, so the
-//!    provider's limit still holds.
-//! 3. **Retry** wraps the breaker, so each attempt is judged by the breaker and an open breaker
-//!    ends the retries at once instead of being retried against.
-//! 4. **Circuit breaker** wraps the timeout, so a timed-out attempt counts as a failure.
-//! 5. **Timeout** is innermost: it bounds one attempt (and never runs past the deadline).
-//! 6. **Fallback** applies to what comes out when the chain failed: an alternate service (run
+//! 2. **Retry** wraps everything that is per attempt, so each attempt is judged afresh: a
+//!    retry waits for its own permit, and an open breaker ends the retries at once.
+//! 3. **Circuit breaker, first look**: an open breaker refuses before the call waits in the
+//!    rate limiter's queue for nothing.
+//! 4. **Rate limit** (the service's, then the agent's): every attempt is a call the provider
+//!    counts, so every attempt needs a permit, held until the attempt completed (see
+//!    `limiter`). A first attempt that cannot get one within `queue_wait` is refused with
+//!    429; a retry that cannot ends the retries with the last outcome. A 429's `Retry-After`
+//!    blocks the limiter for everyone, so the provider's limit holds across agents.
+//! 5. **Circuit breaker, admission**: after the permit, so a half-open probe slot is only
+//!    taken by a call that goes out; a rejected call gives its permit back unused.
+//! 6. **Timeout** is innermost: it bounds one attempt (and never runs past the deadline),
+//!    and a timed-out attempt counts as a breaker failure.
+//! 7. **Fallback** applies to what comes out when the chain failed: an alternate service (run
 //!    by the caller through its own stack), the last good response ([`PolicyStack::stale`]),
 //!    or a static response. It is not stored under the idempotency key: the key is released
 //!    so that a later retry can still reach the real service.
@@ -30,7 +35,7 @@ use wireline_store::{IdempotencyClaim, Store};
 use crate::breaker::{Admission, Breaker, BreakerState, Transition};
 use crate::hints::{Hints, NoHints};
 use crate::idempotency;
-use crate::limiter::{Limiter, LimiterConfig, UsageAlert};
+use crate::limiter::{Limiter, LimiterConfig, Permit, UsageAlert};
 use crate::retry::{BudgetConfig, RetryBudget, backoff_cap, full_jitter};
 
 /// A response from the service (or replayed, or from a fallback).
@@ -247,7 +252,7 @@ pub struct PolicyStack {
     store: Arc<dyn Store>,
     breaker: Mutex<Breaker>,
     budget: Mutex<RetryBudget>,
-    service_limiter: Option<Limiter>,
+    service_limiter: Option<Arc<Limiter>>,
     agent_limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     signals: SignalSink,
     hints: Arc<dyn Hints>,
@@ -273,7 +278,10 @@ impl PolicyStack {
         Self {
             breaker: Mutex::new(Breaker::new(config.breaker_failures, config.open_for)),
             budget: Mutex::new(RetryBudget::new(config.budget)),
-            service_limiter: config.service_limit.as_ref().map(Limiter::new),
+            service_limiter: config
+                .service_limit
+                .as_ref()
+                .map(|limit| Arc::new(Limiter::new(limit))),
             agent_limiters: Mutex::new(HashMap::new()),
             config,
             store,
@@ -302,7 +310,7 @@ impl PolicyStack {
     }
 
     /// Usage of the service's limiter windows.
-    pub fn usage(&self) -> Vec<(&str, f64)> {
+    pub fn usage(&self) -> Vec<(String, f64)> {
         self.service_limiter
             .as_ref()
             .map(|l| l.usage(Instant::now()))
@@ -385,44 +393,13 @@ impl PolicyStack {
         execution
     }
 
-    /// 2. Rate limits, then the retry loop.
+    /// The retry loop, then the last good response kept for the stale fallback.
     async fn limited<F, Fut>(&self, call: &Call, send: F) -> Execution
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<Response, AttemptError>>,
     {
-        let mut queued = Duration::ZERO;
-        if let Some(limiter) = &self.service_limiter {
-            match limiter.acquire().await {
-                Ok((waited, alerts)) => {
-                    queued += waited;
-                    for alert in alerts {
-                        self.signal(Signal::Usage { agent: None, alert });
-                    }
-                }
-                Err(retry_after) => {
-                    return Execution::failed(Failure::RateLimited { retry_after }, 0);
-                }
-            }
-        }
-        if let Some(limiter) = self.agent_limiter(&call.agent) {
-            match limiter.acquire().await {
-                Ok((waited, alerts)) => {
-                    queued += waited;
-                    for alert in alerts {
-                        self.signal(Signal::Usage {
-                            agent: Some(call.agent.clone()),
-                            alert,
-                        });
-                    }
-                }
-                Err(retry_after) => {
-                    return Execution::failed(Failure::RateLimited { retry_after }, 0);
-                }
-            }
-        }
-        let mut execution = self.retried(call, send).await;
-        execution.queued = queued;
+        let execution = self.retried(call, send).await;
         if let (Some(key), Some(stale_for), Outcome::Response(response)) =
             (&call.stale_key, self.config.stale_for, &execution.outcome)
             && (200..300).contains(&response.status)
@@ -436,7 +413,31 @@ impl PolicyStack {
         execution
     }
 
-    /// 3. Retry, around 4. breaker and 5. timeout.
+    /// 4. The permits of one attempt: the service's, then the agent's. `Err` is how long until
+    /// one would be free.
+    async fn permits(&self, call: &Call) -> Result<(Vec<Permit>, Duration), Duration> {
+        let mut permits = Vec::with_capacity(2);
+        let mut queued = Duration::ZERO;
+        let limiters = [
+            (self.service_limiter.clone(), None),
+            (self.agent_limiter(&call.agent), Some(&call.agent)),
+        ];
+        for (limiter, agent) in limiters {
+            let Some(limiter) = limiter else { continue };
+            let (permit, waited, alerts) = limiter.acquire().await?;
+            permits.push(permit);
+            queued += waited;
+            for alert in alerts {
+                self.signal(Signal::Usage {
+                    agent: agent.cloned(),
+                    alert,
+                });
+            }
+        }
+        Ok((permits, queued))
+    }
+
+    /// 2. Retry, around 3.-5. the breaker, the rate limit and 6. the timeout.
     async fn retried<F, Fut>(&self, call: &Call, mut send: F) -> Execution
     where
         F: FnMut(u32) -> Fut,
@@ -450,10 +451,45 @@ impl PolicyStack {
         }
         let may_retry = call.idempotent || call.idempotency_key.is_some();
         let mut attempt = 0;
+        let mut queued = Duration::ZERO;
+        let mut last: Option<Outcome> = None;
         loop {
             attempt += 1;
+            let finish = |outcome, queued| Execution {
+                outcome,
+                attempts: attempt - 1,
+                replayed: false,
+                fallback: None,
+                queued,
+            };
+            // 3. An open breaker refuses before the call queues for a permit.
+            let open = self
+                .breaker
+                .lock()
+                .ok()
+                .and_then(|breaker| breaker.open_remaining(Instant::now()));
+            if let Some(retry_after) = open {
+                return finish(
+                    Outcome::Failed(Failure::BreakerOpen { retry_after }),
+                    queued,
+                );
+            }
+            // 4. Rate limit.
+            let permits = match self.permits(call).await {
+                Ok((permits, waited)) => {
+                    queued += waited;
+                    permits
+                }
+                Err(retry_after) => {
+                    return finish(
+                        last.take()
+                            .unwrap_or(Outcome::Failed(Failure::RateLimited { retry_after })),
+                        queued,
+                    );
+                }
+            };
             let now = Instant::now();
-            // 4. Breaker.
+            // 5. Breaker admission.
             let admission = match self.breaker.lock() {
                 Ok(mut breaker) => {
                     let (admission, transition) = breaker.admit(now);
@@ -465,15 +501,23 @@ impl PolicyStack {
                 Err(_) => Admission::Allowed { probe: false },
             };
             if let Admission::Rejected { retry_after } = admission {
-                return Execution::failed(Failure::BreakerOpen { retry_after }, attempt - 1);
+                for permit in permits {
+                    permit.unused();
+                }
+                return finish(
+                    Outcome::Failed(Failure::BreakerOpen { retry_after }),
+                    queued,
+                );
             }
-            // 5. Timeout, never past the deadline.
+            // 6. Timeout, never past the deadline.
             let limit = config
                 .timeout
                 .min(deadline.saturating_duration_since(now))
                 .max(Duration::from_millis(1));
             let result = tokio::time::timeout(limit, send(attempt)).await;
             let after = Instant::now();
+            // The attempt is over: its permits count for a window from now on.
+            drop(permits);
             let (outcome, retryable, wait_hint) = match result {
                 Ok(Ok(response)) => {
                     let failure = is_breaker_failure(response.status);
@@ -530,7 +574,7 @@ impl PolicyStack {
                 attempts: attempt,
                 replayed: false,
                 fallback: None,
-                queued: Duration::ZERO,
+                queued,
             };
             if !retryable || attempt >= config.attempts {
                 return finish(outcome);
@@ -556,6 +600,7 @@ impl PolicyStack {
                 debug!(service = %config.service, "retry budget exhausted; not retrying");
                 return finish(outcome);
             }
+            last = Some(outcome);
             tokio::time::sleep(wait).await;
         }
     }

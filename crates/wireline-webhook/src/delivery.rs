@@ -191,6 +191,7 @@ impl Deliveries {
                     windows: windows.0.clone(),
                     headroom: 0.0,
                     max_wait: Duration::from_secs(60),
+                    burst: None,
                 });
             let worker = Worker {
                 name: name.clone(),

@@ -2,6 +2,7 @@
 //! operations, idempotency, fallbacks, breaker, audit.
 
 mod oauth;
+mod props;
 mod tls;
 mod upstream;
 
@@ -873,6 +874,50 @@ async fn response_headers_that_are_not_utf8_are_relayed_as_bytes() {
             Some(raw)
         );
     }
+}
+
+/// "20/s" holds as the upstream counts it: 30 agents calling as fast as they can never put
+/// more than 20 requests into any second at the upstream (a token bucket sized to the rate
+/// let 39 through in the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_in_every_window_as_the_upstream_counts() {
+    let mock = Mock::start().await;
+    let w = Arc::new(world(
+        &service(
+            "acme",
+            &mock,
+            "rate_limit = \"20/s\"\nqueue_wait = \"10s\"\n",
+        ),
+        r#"["acme:read"]"#,
+        "",
+    ));
+    let calls = (0..40).map(|n| {
+        let w = Arc::clone(&w);
+        tokio::spawn(async move {
+            w.direct
+                .proxy(proxy("acme", Method::GET, &format!("things/{n}"), ""))
+                .await
+        })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        assert_eq!(call.expect("joined").expect("reply").status(), 200);
+    }
+    let mut arrivals: Vec<std::time::Instant> = mock.requests().iter().map(|r| r.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 40);
+    let most = (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|t| t.duration_since(arrivals[i]) < std::time::Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= 20,
+        "{most} requests reached the upstream within one second"
+    );
 }
 
 fn oauth_service(world: &oauth::OAuthWorld, grant: &str, extra: &str) -> String {

@@ -17,6 +17,8 @@ pub struct Seen {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -104,6 +106,7 @@ async fn handle(
         query: uri.query().map(str::to_owned),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
     });
     let reply = shared.script.lock().expect("lock").pop_front();
     let reply = reply

@@ -483,7 +483,8 @@ async fn the_service_rate_limit_queues_then_refuses_with_retry_after() {
         c.service_limit = Some(LimiterConfig {
             windows: vec!["2/s".parse().expect("rate")],
             headroom: 0.0,
-            max_wait: Duration::from_millis(600),
+            max_wait: Duration::from_millis(1500),
+            burst: None,
         });
     });
     let ok = Upstream::new(vec![Step::Status(200, &[])]);
@@ -492,13 +493,15 @@ async fn the_service_rate_limit_queues_then_refuses_with_retry_after() {
     }
     assert_eq!(
         run(&h, &get(), &ok).await.queued,
-        Duration::from_millis(500)
+        Duration::from_secs(1),
+        "the third waits until the first leaves the window"
     );
     let h = harness(|c| {
         c.service_limit = Some(LimiterConfig {
             windows: vec!["1/s".parse().expect("rate")],
             headroom: 0.0,
             max_wait: Duration::from_millis(100),
+            burst: None,
         });
     });
     run(&h, &get(), &ok).await;
