@@ -413,8 +413,8 @@ impl PolicyStack {
         execution
     }
 
-    /// 4. The permits of one attempt: the service's, then the agent's. `Err` is how long until
-    /// one would be free.
+    /// The permits of one attempt (layer 4): the service's, then the agent's. `Err` is how
+    /// long until one would be free.
     async fn permits(&self, call: &Call) -> Result<(Vec<Permit>, Duration), Duration> {
         let mut permits = Vec::with_capacity(2);
         let mut queued = Duration::ZERO;
