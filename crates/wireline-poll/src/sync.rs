@@ -503,7 +503,7 @@ fn seconds(value: &Value) -> Option<i64> {
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
     headers.get_all("link").iter().find_map(|value| {
         value.to_str().ok()?.split(',').find_map(|part| {
             let (target, params) = part.split_once(';')?;

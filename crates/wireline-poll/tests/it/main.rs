@@ -2,6 +2,8 @@
 //! (`has_more`, `starting_after`, `created[gte]`) and a GitHub-style feed (ETag,
 //! `X-Poll-Interval`, `Link` pages), with scripted failures.
 
+mod props;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

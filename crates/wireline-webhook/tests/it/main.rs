@@ -3,6 +3,7 @@
 
 mod delivery;
 mod ingest;
+mod props;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -1,0 +1,3 @@
+//! Properties of the vocabulary: units print and parse back, type patterns match as globs.
+
+mod props;
